@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up .venv (first run only) and run the test suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"  # `ray` / `python` of the project's environment for the job-submit test
+exec .venv/bin/python -m pytest "$@"

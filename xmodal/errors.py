@@ -1,0 +1,28 @@
+"""The project's own exception types: errors a user can cause, with messages that name the fix."""
+
+from __future__ import annotations
+
+
+class XmodalError(Exception):
+    """Base class of every error xmodal raises on purpose."""
+
+
+class ConfigError(XmodalError, ValueError):
+    """A config file, override or CLI argument is wrong (unknown key, wrong type, bad choice)."""
+
+
+class RecordError(XmodalError, ValueError):
+    """One input file (ECG record, DICOM) cannot be used. The message names the file and the reason."""
+
+    def __init__(self, path: object, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class ManifestError(XmodalError, ValueError):
+    """A cohort manifest (or the CSVs it is built from) is malformed or unusable."""
+
+
+class SearchError(XmodalError, ValueError):
+    """A search cannot start as asked (unknown pathology, bad space key, empty split...)."""

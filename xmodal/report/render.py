@@ -1,0 +1,147 @@
+"""Writes a search's outputs: per pathology ``recommended.yaml``, ``trials.parquet`` and figures;
+per run ``summary.md`` and ``summary.html`` (same content, built from one list of blocks).
+
+Nothing here sees a subject or pair identifier: trials hold overrides and metrics, plots hold
+aggregate curves and anonymous embedding points.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+from xmodal.config import save_yaml
+from xmodal.report import plots
+from xmodal.report.tables import fmt, table
+
+HEADER_KEYS = ("strategy", "k", "alpha", "beta", "tau", "sigma")
+
+
+def header(cfg, image_kind_cine: bool) -> dict[str, Any]:
+    """``strategy, k, alpha, beta, tau, sigma`` with null where a setting does not apply."""
+    loss = cfg.loss
+    return {"strategy": loss.strategy, "k": loss.k if loss.strategy == "topk" else None,
+            "alpha": loss.alpha if loss.strategy != "none" else None, "beta": loss.beta, "tau": loss.tau,
+            "sigma": loss.sigma if image_kind_cine else None}
+
+
+def _clean(d: dict) -> dict:
+    return {k: (None if isinstance(v, float) and math.isnan(v) else (round(v, 4) if isinstance(v, float) else v))
+            for k, v in d.items()}
+
+
+def write_pathology(res, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    s = res.summary
+    metrics = {"metrics": {"validation": _clean(s["val"]["recommended"]), "test": _clean(s["test"]["recommended"]),
+                           "published_defaults": {"validation": _clean(s["val"]["published"]),
+                                                  "test": _clean(s["test"]["published"])},
+                           "ecg_only_baseline": {"validation": _clean(s["val"]["baseline"]),
+                                                 "test": _clean(s["test"]["baseline"])}}}
+    cine = res.config.loss.name == "ptacl"
+    save_yaml(res.config, out / "recommended.yaml", header=header(res.config, cine), extra=metrics,
+              comment=f"xmodal recommended config for {res.pathology}: best mean validation AUROC over "
+                      f"refit seeds.\nTrain it as is: python -m xmodal train --config {out / 'recommended.yaml'}")
+    res.trials.to_parquet(out / "trials.parquet", index=False)
+    res.refits.to_parquet(out / "refits.parquet", index=False)
+    figs = {"history": plots.history(res.trials, out / "history.png", f"{res.pathology}: optimisation history"),
+            "strategies": plots.strategies(res.trials, out / "strategies.png", f"{res.pathology}: by strategy"),
+            "importances": plots.importances(_importances(*res.optuna), out / "importances.png",
+                                             f"{res.pathology}: parameter importance")}
+    a = res.artefacts
+    curves = {f"{role} ({split})": (a[f"roc_{split}"][role]["labels"], a[f"roc_{split}"][role]["scores"])
+              for split in ("val", "test") for role in ("recommended", "baseline") if role in a[f"roc_{split}"]}
+    figs["roc"] = plots.roc(curves, out / "roc.png", f"{res.pathology}: ROC (ECG only)")
+    if a.get("embeddings"):
+        e = a["embeddings"]
+        figs["embeddings"] = plots.embeddings(e["labels"], e["before"], e["after"], out / "embeddings.png",
+                                              f"{res.pathology}: validation ECG embeddings (PCA)")
+    res.summary["figures"] = {k: f"{res.pathology}/{v}" for k, v in figs.items() if v}
+
+
+def _importances(db: str, study: str) -> dict[str, float]:
+    import optuna
+
+    try:
+        s = optuna.load_study(study_name=study, storage=db)
+        return dict(optuna.importance.get_param_importances(s))
+    except Exception:  # noqa: BLE001 — too few completed trials, or a single-valued space
+        return {}
+
+
+def _blocks(results, opts) -> list[tuple[str, Any]]:
+    b: list[tuple[str, Any]] = [("h1", f"xmodal search report — {opts.run}")]
+    b.append(("p", "Validation AUROC is the mean ± sd over refit seeds; test metrics come from one final pass "
+                   "over the test split (seed-ensembled logits, bootstrap 95 % CI) after selection on validation. "
+                   "Inference uses the ECG alone."))
+    rows = []
+    for r in results:
+        s = r.summary
+        for role, name in (("published", "published defaults"), ("recommended", "best found"),
+                           ("baseline", "ECG-only baseline")):
+            v, t = s["val"][role], s["test"][role]
+            rows.append([r.pathology, name, f"{fmt(v['mean_val_auroc'])} ± {fmt(v['sd_val_auroc'])}",
+                         f"{fmt(t['auroc'])} [{fmt(t['auroc_lo'])}, {fmt(t['auroc_hi'])}]",
+                         f"{fmt(t['auprc'])} [{fmt(t['auprc_lo'])}, {fmt(t['auprc_hi'])}]",
+                         f"{fmt(t['seed_auroc_sd'])}"])
+        rows.append([r.pathology, "image only (CXR/CMR encoder, val)", fmt(s["image_only_val_auroc"]), "", "", ""])
+    b.append(("table", (["pathology", "model", "val AUROC", "test AUROC [95 % CI]", "test AUPRC [95 % CI]",
+                         "test AUROC seed sd"], rows)))
+    for r in results:
+        s = r.summary
+        b.append(("h2", r.pathology))
+        h = header(r.config, r.config.loss.name == "ptacl")
+        b.append(("p", "Recommended: " + ", ".join(f"{k}={fmt(v) if isinstance(v, float) else v}" for k, v in h.items())
+                  + f" (lr={fmt(r.config.align.lr)}). Config: `{r.pathology}/recommended.yaml`; "
+                  f"all trials: `{r.pathology}/trials.parquet`."))
+        b.append(("p", f"{s['trials']} trials ({s['completed']} completed, {s['stopped']} stopped early by ASHA, "
+                       f"{s['errors']} failed), {s['concurrency']} at a time, {s['minutes']:.1f} min."))
+        for key in ("history", "importances", "strategies", "roc", "embeddings"):
+            if key in s.get("figures", {}):
+                b.append(("img", (key, s["figures"][key])))
+    return b
+
+
+def write_summary(results, out: Path, opts) -> None:
+    blocks = _blocks(results, opts)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.md").write_text(_markdown(blocks))
+    (out / "summary.html").write_text(_html(blocks))
+
+
+def _markdown(blocks) -> str:
+    lines = []
+    for kind, val in blocks:
+        if kind == "h1":
+            lines += [f"# {val}", ""]
+        elif kind == "h2":
+            lines += [f"## {val}", ""]
+        elif kind == "p":
+            lines += [val, ""]
+        elif kind == "table":
+            lines += [table(*val), ""]
+        elif kind == "img":
+            lines += [f"![{val[0]}]({val[1]})", ""]
+    return "\n".join(lines)
+
+
+def _html(blocks) -> str:
+    body = []
+    for kind, val in blocks:
+        if kind in ("h1", "h2"):
+            body.append(f"<{kind}>{html.escape(val)}</{kind}>")
+        elif kind == "p":
+            body.append(f"<p>{html.escape(val).replace('`', '')}</p>")
+        elif kind == "table":
+            head, rows = val
+            th = "".join(f"<th>{html.escape(str(h))}</th>" for h in head)
+            trs = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+            body.append(f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>")
+        elif kind == "img":
+            body.append(f'<p><img src="{html.escape(val[1])}" alt="{html.escape(val[0])}"></p>')
+    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%}img{max-width:100%}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>xmodal report</title><style>{style}</style>" \
+           f"</head><body>{''.join(body)}</body></html>\n"

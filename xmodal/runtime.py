@@ -1,0 +1,44 @@
+"""Starting or joining Ray, quietly.
+
+Inside ``ray job submit`` (or with ``RAY_ADDRESS`` set) the existing cluster is joined; otherwise a
+local Ray starts with ``num_cpus`` logical CPUs. Logical CPUs may exceed physical cores: trials,
+Train workers and Ray Data tasks each reserve logical CPUs, and Ray Data must keep at least one
+free or its reads wait forever behind trial placement groups.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+
+def quiet() -> None:
+    """Keep the console to xmodal's own lines: no progress bars, no info logs from Ray."""
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    for name in ("ray", "ray.data", "ray.train", "ray.tune", "ray.util", "optuna"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def ensure_ray(num_cpus: int | None = None, *, num_gpus: int | None = None) -> dict:
+    """Start or join Ray; return the cluster's resources."""
+    import ray
+    import ray.data
+
+    quiet()
+    if not ray.is_initialized():
+        if os.environ.get("RAY_ADDRESS") or os.environ.get("RAY_JOB_ID"):
+            ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), logging_level=logging.WARNING,
+                     log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, logging_level=logging.WARNING,
+                     log_to_driver=False, configure_logging=True)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.verbose_stats_logs = False
+    return ray.cluster_resources()

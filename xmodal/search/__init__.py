@@ -1,0 +1,1 @@
+"""Per-pathology hyperparameter search with Ray Tune + Optuna."""

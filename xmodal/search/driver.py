@@ -1,0 +1,191 @@
+"""Ray Tune + Optuna: one ``Tuner`` per pathology over the AHNP (and PTACL) loss settings.
+
+Three layers, kept apart as in Ray's Train/Tune examples:
+
+- the per-worker train loops (``xmodal.stages``), which call ``ray.train.report`` every epoch;
+- ``trial`` — the Tune function: applies the trial's dotted-key overrides to the base config and
+  runs the stage chain, whose ``TorchTrainer`` runs forward per-epoch metrics to Tune through
+  ``TuneReportCallback`` (so ASHA can stop a trial early);
+- ``tune_pathology`` — the ``Tuner`` with ``OptunaSearch`` (TPE, seeded, define-by-run space, the
+  published defaults evaluated first) and ASHA on validation AUROC.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from xmodal.config import ExperimentConfig, apply_overrides, from_dict, to_dict
+from xmodal.search.space import SearchSpace, clip_point, published_point
+
+METRIC, MODE = "val_auroc", "max"
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How much to search and with what resources (the entry script's CLI fills this)."""
+
+    run: str = "demo"
+    num_samples: int = 8  # trials per pathology, the published-defaults trial included
+    max_concurrent: int = 0  # 0 = as many as the cluster's logical CPUs allow
+    workers_per_trial: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0  # fractional allowed, e.g. 0.25
+    grace_period: int = 2  # ASHA: epochs every trial gets before it may be stopped
+    reduction_factor: int = 2
+    refit_top: int = 2  # best distinct configs refit with several seeds
+    refit_seeds: int = 3
+    seed: int = 0
+    warm_start: bool = False  # seed each pathology's study with the previous pathologies' best points
+    resume: bool = False
+    max_failures: int = 2  # retries of a crashed trial
+    storage: str = ""  # Tune/Optuna state; default <data.storage>/tune
+    optuna_storage: str = ""  # e.g. postgresql://...; default sqlite in the Tune storage folder
+    reports: str = "reports"
+
+
+def trial(config: dict[str, Any], base: dict[str, Any]) -> None:
+    """Tune function: one point of the space (or one refit) -> the chain -> final validation metrics."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from xmodal.stages.chain import run_chain
+
+    overrides = dict(config.get("refit", {})) or {k: v for k, v in config.items() if "." in k}
+    cfg = apply_overrides(from_dict(base), overrides)
+    t0 = time.time()
+    res = run_chain(cfg, callbacks=[TuneReportCallback()], verbose=False)
+    tune.report({**res.val, "final": 1, "seconds": time.time() - t0,
+                 "reused_shared_stages": float(all(res.reused.get(s, True) for s in ("image_pretrain", "ecg_ssl")))})
+
+
+def resources(opts: SearchOptions) -> dict[str, float]:
+    """Logical CPUs (and GPUs) one trial holds: its Tune function plus its Train workers."""
+    return {"CPU": 1 + opts.workers_per_trial * opts.cpus_per_worker,
+            "GPU": opts.workers_per_trial * opts.gpus_per_worker}
+
+
+def max_concurrent(opts: SearchOptions, cluster: dict[str, float]) -> int:
+    """Leave one logical CPU for Ray Data: reads outside trial placement groups otherwise wait forever."""
+    if opts.max_concurrent:
+        return opts.max_concurrent
+    need = resources(opts)
+    by_cpu = math.floor((cluster.get("CPU", 1) - 1) / need["CPU"])
+    by_gpu = math.floor(cluster.get("GPU", 0) / need["GPU"]) if need["GPU"] else by_cpu
+    return max(1, min(by_cpu, by_gpu))
+
+
+def base_for(cfg: ExperimentConfig, pathology: str, opts: SearchOptions) -> ExperimentConfig:
+    return apply_overrides(cfg, {"data.pathology": pathology, "scaling.num_workers": opts.workers_per_trial,
+                                 "scaling.cpus_per_worker": opts.cpus_per_worker,
+                                 "scaling.use_gpu": opts.gpus_per_worker > 0,
+                                 "scaling.gpus_per_worker": opts.gpus_per_worker})
+
+
+def _runner(base: ExperimentConfig):
+    from ray import tune
+
+    return tune.with_parameters(trial, base=to_dict(base))
+
+
+def _trainable(base: ExperimentConfig, opts: SearchOptions):
+    from ray import tune
+
+    return tune.with_resources(_runner(base), {k: v for k, v in resources(opts).items() if v})
+
+
+def tune_pathology(base: ExperimentConfig, space: SearchSpace, opts: SearchOptions, *, cine: bool,
+                   storage: str, extra_points: list[dict] = (), callbacks: list | None = None,
+                   concurrency: int = 1) -> tuple[pd.DataFrame, str, str]:
+    """Run (or resume) the search for one pathology; returns (trials, optuna storage URL, study name)."""
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    name = f"{opts.run}-{base.data.pathology}"
+    path = f"{storage.rstrip('/')}/{name}"
+    trainable = _trainable(base, opts)
+    if opts.resume and tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+        db, study = _optuna_location(opts, storage, name)
+        return _frame(tuner.fit()), db, study
+
+    db, study = _optuna_location(opts, storage, name)
+    points = [p for p in [published_point(cine, base.align.lr), *extra_points]
+              if p.get("loss.strategy") in space.strategies]
+    searcher = OptunaSearch(
+        space=lambda t: space.suggest(t, cine=cine), metric=METRIC, mode=MODE,
+        points_to_evaluate=[clip_point(p, space) for p in points],
+        sampler=optuna.samplers.TPESampler(seed=opts.seed, n_startup_trials=max(2, opts.num_samples // 3)),
+        storage=optuna.storages.RDBStorage(db), study_name=study)
+    max_t = base.align.epochs + base.finetune.epochs + 1
+    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=opts.grace_period,
+                              reduction_factor=opts.reduction_factor)
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, search_alg=searcher, scheduler=scheduler,
+                                    num_samples=opts.num_samples, max_concurrent_trials=concurrency),
+        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=callbacks or [],
+                                  failure_config=tune.FailureConfig(max_failures=opts.max_failures)),
+    )
+    return _frame(tuner.fit()), db, study
+
+
+def refit(configs: list[dict[str, Any]], base: ExperimentConfig, opts: SearchOptions, *, storage: str,
+          tag: str, callbacks: list | None = None, concurrency: int = 1) -> pd.DataFrame:
+    """Train each override set (one per config × seed) to the end, no early stopping; returns trials."""
+    from ray import tune
+
+    name = f"{opts.run}-{base.data.pathology}-{tag}"
+    path = f"{storage.rstrip('/')}/{name}"
+    trainable = _trainable(base, opts)
+    if opts.resume and tune.Tuner.can_restore(path):
+        return _frame(tune.Tuner.restore(path, trainable=trainable, resume_errored=True).fit())
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"refit": tune.grid_search(configs)},
+        tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, max_concurrent_trials=concurrency),
+        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=callbacks or [],
+                                  failure_config=tune.FailureConfig(max_failures=opts.max_failures)),
+    )
+    return _frame(tuner.fit())
+
+
+def _optuna_location(opts: SearchOptions, storage: str, name: str) -> tuple[str, str]:
+    if opts.optuna_storage:
+        return opts.optuna_storage, name
+    local = Path(storage)
+    local.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(local / 'optuna.db').resolve()}", name
+
+
+def _frame(results) -> pd.DataFrame:
+    """One row per trial: its overrides, final metrics, status and error (if it crashed)."""
+    rows = []
+    for i, r in enumerate(results):
+        cfg = r.config or {}
+        over = dict(cfg.get("refit", {})) or {k: v for k, v in cfg.items() if "." in k}
+        m = r.metrics or {}
+        done = m.get("final") == 1
+        rows.append({"trial": i, **{f"param:{k}": v for k, v in over.items()},
+                     "val_auroc": m.get("val_auroc") if done else None,
+                     "val_auprc": m.get("val_auprc") if done else None,
+                     "last_val_auroc": m.get("val_auroc"), "iterations": m.get("training_iteration", 0),
+                     "seconds": m.get("time_total_s"), "status": "error" if r.error else
+                     ("completed" if done else "stopped"), "error": str(r.error).splitlines()[0] if r.error else ""})
+    return pd.DataFrame(rows)
+
+
+def overrides_of(row: pd.Series) -> dict[str, Any]:
+    """The dotted-key overrides stored in a trials row (NaN where a conditional param was absent)."""
+    out = {}
+    for col, v in row.items():
+        if isinstance(col, str) and col.startswith("param:") and not (isinstance(v, float) and math.isnan(v)):
+            out[col[len("param:"):]] = v.item() if hasattr(v, "item") else v
+    return out

@@ -1,0 +1,45 @@
+"""One console line per finished trial (Tune callback); Tune's own tables stay off."""
+
+from __future__ import annotations
+
+import time
+
+from ray.tune import Callback
+
+SHORT = {"loss.strategy": "", "loss.k": "k", "loss.alpha": "α", "loss.beta": "β", "loss.tau": "τ",
+         "loss.sigma": "σ", "loss.lambda_local": "λl", "align.lr": "lr", "finetune.init": "init",
+         "align.seed": "seed"}
+
+
+def describe(overrides: dict) -> str:
+    parts = []
+    for key, label in SHORT.items():
+        if key in overrides:
+            v = overrides[key]
+            text = f"{v:.3g}" if isinstance(v, float) else str(v)
+            parts.append(f"{label}={text}" if label else text)
+    return " ".join(parts) or "defaults"
+
+
+class ProgressLine(Callback):
+    def __init__(self, pathology: str, total: int, what: str = "trial"):
+        self.pathology, self.total, self.what = pathology, total, what
+        self.n = 0
+        self.t0 = time.time()
+
+    def _line(self, trial, status: str) -> None:
+        self.n += 1
+        cfg = trial.config or {}
+        over = dict(cfg.get("refit", {})) or {k: v for k, v in cfg.items() if "." in k}
+        m = trial.last_result or {}
+        auc = m.get("val_auroc")
+        auc_s = f"val AUROC {auc:.3f}" if isinstance(auc, float) else "no metric"
+        print(f"  [{self.pathology} {self.what} {self.n}/{self.total}] {status:<9} {describe(over):<48} "
+              f"{auc_s}  ({m.get('training_iteration', 0)} epochs, {time.time() - self.t0:.0f}s)", flush=True)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        m = trial.last_result or {}
+        self._line(trial, "done" if m.get("final") == 1 else "stopped")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._line(trial, "FAILED")

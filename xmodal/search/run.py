@@ -1,0 +1,166 @@
+"""The whole per-pathology search: shared stages once, Tune search, seed refits, one final test pass,
+recommended configs and the report.
+
+Pathologies run one after another in one job (each ``Tuner`` already fills the cluster with
+concurrent trials). To run pathologies concurrently on a large cluster, submit one job per
+pathology (``--pathologies edema``) with a shared ``--storage``: the stage cache is shared.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from xmodal.config import ExperimentConfig, apply_overrides, save_yaml
+from xmodal.errors import SearchError
+from xmodal.search.driver import SearchOptions, base_for, max_concurrent, overrides_of, refit, tune_pathology
+from xmodal.search.progress import ProgressLine
+from xmodal.search.space import SearchSpace, published_point
+
+CXR_PATHOLOGIES = ("cardiomegaly", "pleural_effusion", "edema")
+CMR_PATHOLOGIES = ("mi", "cardiomyopathy", "af", "hf")
+
+
+@dataclass
+class PathologyResult:
+    pathology: str
+    trials: pd.DataFrame
+    refits: pd.DataFrame
+    recommended: dict[str, Any]  # overrides of the recommended config
+    config: ExperimentConfig
+    summary: dict[str, Any] = field(default_factory=dict)  # val/test tables for the report
+    artefacts: dict[str, Any] = field(default_factory=dict)  # arrays for plots (no identifiers)
+    optuna: tuple[str, str] = ("", "")
+
+
+def default_pathologies(image_kind: str) -> tuple[str, ...]:
+    return CXR_PATHOLOGIES if image_kind == "cxr" else CMR_PATHOLOGIES
+
+
+def validate_pathologies(pathologies: list[str], labels: tuple[str, ...], where: str) -> None:
+    bad = [p for p in pathologies if p not in labels]
+    if bad:
+        raise SearchError(f"unknown pathology {', '.join(map(repr, bad))}: {where} has labels {', '.join(labels)}")
+
+
+def _group(refits: pd.DataFrame, configs: list[dict], seeds: int) -> pd.DataFrame:
+    """Mean/sd validation AUROC per refit config (rows are config-major, seed-minor)."""
+    rows = []
+    for ci, over in enumerate(configs):
+        block = refits.iloc[ci * seeds:(ci + 1) * seeds]
+        vals = block["val_auroc"].astype(float)
+        rows.append({"config": ci, "mean_val_auroc": vals.mean(), "sd_val_auroc": vals.std(ddof=0),
+                     "mean_val_auprc": block["val_auprc"].astype(float).mean(), "n_ok": int(vals.notna().sum())})
+    return pd.DataFrame(rows)
+
+
+def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: SearchOptions, *,
+               cluster: dict, storage: str, warm_points: list[dict]) -> PathologyResult:
+    from xmodal.stages import align, ecg_ssl
+    from xmodal.stages.chain import check_splits, prepare, run_chain
+    from xmodal.stages.evaluate import predict_many
+    from xmodal.stages.store import StageStore
+
+    base = base_for(cfg, pathology, opts)
+    shards = prepare(base, verbose=False)
+    check_splits(shards, pathology)
+    cine = shards.image_kind == "cine"
+    conc = max_concurrent(opts, cluster)
+    t0 = time.time()
+    print(f"\n== {pathology}: warming shared stages (image_pretrain, ecg_ssl, image features)")
+    warm = run_chain(base, shards=shards, verbose=True)  # trials then start at align
+    store = StageStore(shards.storage)
+
+    print(f"== {pathology}: searching {opts.num_samples} trials, {conc} at a time "
+          f"(published defaults first{', warm-started' if warm_points else ''})")
+    progress = ProgressLine(pathology, opts.num_samples)
+    trials, db, study = tune_pathology(base, space, opts, cine=cine, storage=storage, extra_points=warm_points,
+                                       callbacks=[progress], concurrency=conc)
+    done = trials[trials["status"] == "completed"].sort_values("val_auroc", ascending=False)
+    if done.empty:
+        raise SearchError(f"{pathology}: every trial failed; first error: {trials['error'].iloc[0]}")
+
+    # Refit: the best distinct configs, the published defaults and the ECG-only baseline, several seeds each.
+    top: list[dict] = []
+    for _, row in done.iterrows():
+        over = overrides_of(row)
+        if over not in top:
+            top.append(over)
+        if len(top) == opts.refit_top:
+            break
+    published = published_point(cine, base.align.lr)
+    baseline = {"finetune.init": "ssl"}
+    configs = top + [published, baseline]
+    seeded = [{**c, "align.seed": s, "finetune.seed": s} for c in configs for s in range(opts.refit_seeds)]
+    print(f"== {pathology}: refitting {len(top)} best + published + ECG-only baseline × {opts.refit_seeds} seeds")
+    refits = refit(seeded, base, opts, storage=storage, tag="refit", callbacks=[ProgressLine(pathology, len(seeded),
+                                                                                            "refit")],
+                   concurrency=conc)
+    grouped = _group(refits, configs, opts.refit_seeds)
+    best_ci = int(grouped.iloc[: len(top)]["mean_val_auroc"].idxmax())
+    recommended = top[best_ci]
+
+    # One pass over the test split, for the recommended config's seeds, published defaults and baseline.
+    roles = {"recommended": best_ci, "published": len(top), "baseline": len(top) + 1}
+    members = {role: [apply_overrides(base, seeded[ci * opts.refit_seeds + s]) for s in range(opts.refit_seeds)]
+               for role, ci in roles.items()}
+    test = predict_many(shards, store, members, split="test")
+    val = predict_many(shards, store, {"recommended": members["recommended"][:1],
+                                       "baseline": members["baseline"][:1]}, split="val")
+    rec_cfg = members["recommended"][0]
+    emb = _embeddings(rec_cfg, shards, store, warm) if rec_cfg.finetune.init == "align" else {}
+
+    summary = {"val": {role: grouped.iloc[ci].to_dict() for role, ci in roles.items()},
+               "test": {role: v["metrics"] for role, v in test.items()},
+               "image_only_val_auroc": _image_only(warm, pathology),
+               "trials": int(len(trials)), "completed": int(len(done)),
+               "stopped": int((trials["status"] == "stopped").sum()), "errors": int((trials["status"] == "error").sum()),
+               "minutes": (time.time() - t0) / 60, "concurrency": conc}
+    artefacts = {"roc_val": val, "roc_test": test, "embeddings": emb}
+    return PathologyResult(pathology, trials, refits, recommended, apply_overrides(base, recommended), summary,
+                           artefacts, (db, study))
+
+
+def _image_only(warm, pathology: str) -> float:
+    best = warm.stages["image_pretrain"].metrics.get("best", {}) if "image_pretrain" in warm.stages else {}
+    return float(best.get(f"val_auroc_{pathology}", float("nan")))
+
+
+def _embeddings(cfg: ExperimentConfig, shards, store, warm) -> dict[str, np.ndarray]:
+    """ECG embeddings of validation ECGs before (SSL encoder) and after alignment, for the PCA plot."""
+    from xmodal.stages import align, ecg_ssl
+    from xmodal.stages.chain import run_chain
+    from xmodal.stages.evaluate import embed_split
+
+    res = run_chain(cfg, shards=shards, verbose=False)  # cached: resolves the keys, trains nothing
+    before = ecg_ssl.encoder_state(store, res.stages["ecg_ssl"].key)
+    after = align.encoder_state(store, res.stages["align"].key)
+    y, eb, ea = embed_split(cfg, shards, [before, after], split="val")
+    return {"labels": y, "before": eb, "after": ea}
+
+
+def run_search(cfg: ExperimentConfig, pathologies: list[str], space: SearchSpace, opts: SearchOptions,
+               *, cluster: dict) -> list[PathologyResult]:
+    from xmodal.report.render import write_pathology, write_summary
+
+    storage = opts.storage or str(Path(cfg.data.storage) / "tune")
+    if "://" not in storage:
+        storage = str(Path(storage).resolve())
+    out = Path(opts.reports) / opts.run
+    results: list[PathologyResult] = []
+    for p in pathologies:
+        warm = [r.recommended for r in results] if opts.warm_start else []
+        res = search_one(cfg, p, space, opts, cluster=cluster, storage=storage, warm_points=warm)
+        write_pathology(res, out / p)
+        results.append(res)
+        write_summary(results, out, opts)
+    return results
+
+
+def config_comment(res: PathologyResult) -> str:
+    return f"xmodal recommended config for {res.pathology} (best mean validation AUROC over refit seeds)"

@@ -1,0 +1,176 @@
+"""Stage 3 — cross-modal alignment: ECG encoder + projection heads against frozen image features.
+
+The method's loss comes from the registry by ``cfg.loss.name``: AHNP SupCon (CroMoTEX), CLIP +
+λ·task (ECCL), global + λ_local·local temporal (PTACL), multi-phase CLIP (Dual-phase). Rows whose
+pathology label is unknown are left out. Each epoch reports validation AUROC/AUPRC of a linear
+probe (logistic regression on this worker's training ECG embeddings, scored on validation) and the
+validation alignment loss, so Tune schedulers can stop bad trials early.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.compute as pc
+import torch
+from sklearn.linear_model import LogisticRegression
+from torch import nn
+
+from xmodal.config import ExperimentConfig, from_dict, to_dict
+from xmodal.data.pipeline import known, log_access
+from xmodal.losses.registry import build_loss
+from xmodal.metrics import binary_metrics
+from xmodal.models.ecg import phase_pool, rpeak_phase_boundaries
+from xmodal.models.heads import ClassificationHead, ProjectionHead
+from xmodal.models.registry import build_ecg_encoder
+from xmodal.stages import ecg_ssl
+from xmodal.stages import loop as L
+from xmodal.stages.features import FeatureSet
+from xmodal.stages.runner import run_stage
+from xmodal.stages.store import StageOutput, StageStore, stage_key
+
+STAGE = "align"
+
+
+class AlignNet(nn.Module):
+    """Everything ``align`` trains; ``forward`` returns the dict the method's loss reads."""
+
+    def __init__(self, cfg: ExperimentConfig, seq_len: int, feat_dims: dict[str, int]):
+        super().__init__()
+        m, self.method, self.segments = cfg.model, cfg.method, cfg.model.ecg_segments
+        self.encoder = build_ecg_encoder(m, seq_len)
+        w = self.encoder.out_dim
+        self.ecg_proj = ProjectionHead(w, m.proj_hidden, m.proj_dim)
+        self.img_proj = ProjectionHead(feat_dims["img_feat"], m.proj_hidden, m.proj_dim)
+        if self.method == "eccl":
+            self.task_head = ClassificationHead(w, 1)
+        if self.method == "ptacl":
+            self.ecg_tok_proj = nn.Linear(w, m.proj_dim)
+            self.img_tok_proj = nn.Linear(feat_dims["img_tokens"], m.proj_dim)
+        if self.method == "dual_phase":
+            self.ed_proj = ProjectionHead(feat_dims["ed_feat"], m.proj_hidden, m.proj_dim)
+            self.es_proj = ProjectionHead(feat_dims["es_feat"], m.proj_hidden, m.proj_dim)
+
+    def embed(self, ecg: torch.Tensor) -> torch.Tensor:
+        """ECG-only pooled embedding ``(B, W)`` (what inference and the probe use)."""
+        return self.encoder(ecg.float())["embedding"]
+
+    def forward(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        enc = self.encoder(b["ecg"].float())
+        out = {"z_ecg": self.ecg_proj(enc["embedding"]), "z_img": self.img_proj(b["img_feat"].float()),
+               "labels": b["label"].long()}
+        if self.method == "eccl":
+            out["task_logits"], out["task_targets"] = self.task_head(enc["embedding"]).squeeze(-1), b["label"]
+        if self.method == "ptacl":
+            tok = phase_pool(enc["tokens"], b["bounds"], self.segments)
+            out["e_tokens"], out["c_tokens"] = self.ecg_tok_proj(tok), self.img_tok_proj(b["img_tokens"].float())
+        if self.method == "dual_phase":
+            out["z_ed"], out["z_es"] = self.ed_proj(b["ed_feat"].float()), self.es_proj(b["es_feat"].float())
+        return out
+
+
+def _with_bounds(data: dict[str, torch.Tensor], n_tokens: int, segments: int) -> dict[str, torch.Tensor]:
+    """Phase-segment boundaries (token indices) from the stored R-peaks (PTACL)."""
+    seq_len = data["ecg"].shape[-1]
+    rows = [rpeak_phase_boundaries(r[r >= 0].numpy(), seq_len, n_tokens, segments) for r in data["rpeaks"]]
+    return {**data, "bounds": torch.as_tensor(np.stack(rows), dtype=torch.long)}
+
+
+def probe(train_z: np.ndarray, train_y: np.ndarray, val_z: np.ndarray, val_y: np.ndarray) -> dict[str, float]:
+    """Linear probe: logistic regression on embeddings, scored on validation."""
+    if len(np.unique(train_y)) < 2:
+        return binary_metrics(val_y, np.zeros(len(val_y)))
+    clf = LogisticRegression(max_iter=300, C=1.0).fit(train_z, train_y)
+    return binary_metrics(val_y, clf.decision_function(val_z))
+
+
+def train_loop(lc: dict) -> None:
+    cfg: ExperimentConfig = from_dict(lc["cfg"])
+    sc = cfg.align
+    seed = cfg.seed + cfg.align.seed
+    w = L.setup_worker(seed)
+    cols = ["ecg", "label", *lc["feature_columns"]] + (["rpeaks"] if cfg.method == "ptacl" else [])
+    train = L.load_split("train", cols)
+    val = L.load_split("val", cols) if w.is_main else {}
+    seq_len = train["ecg"].shape[-1]
+    feat_dims = {c: train[c].shape[-1] for c in lc["feature_columns"]}
+    model = AlignNet(cfg, seq_len, feat_dims)
+    model.encoder.load_state_dict(ecg_ssl.encoder_state(StageStore(_storage(lc)), lc["ssl_key"]))
+    if cfg.method == "ptacl":
+        n_tok = model.encoder(torch.zeros(1, 12, seq_len))["tokens"].shape[1]
+        train = _with_bounds(train, n_tok, cfg.model.ecg_segments)
+        val = _with_bounds(val, n_tok, cfg.model.ecg_segments) if val else val
+    net = L.prepare(model)
+    loss_fn = build_loss(cfg.loss)
+    opt = torch.optim.AdamW(net.parameters(), lr=sc.lr, weight_decay=sc.weight_decay)
+    st = L.resume({"net": net}, opt)
+    for epoch in range(st.epoch, sc.epochs):
+        net.train()
+        order = None
+        if cfg.data.balanced_sampling:
+            gen = torch.Generator().manual_seed(seed * 1009 + epoch + 7 * w.rank)
+            order = L.balanced_indices(train["label"], L.n_rows(train), cfg.data.positive_fraction, gen)
+        total, n = 0.0, 0
+        for batch in L.minibatches(train, sc.batch_size, seed=seed + w.rank, epoch=epoch, order=order):
+            with w.autocast():
+                terms = loss_fn(net(L.to_device(batch, w.device)))
+                loss = L.sum_losses(terms)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, n = total + loss.item(), n + 1
+        metrics, score = {"train_loss": total / max(n, 1)}, 0.0
+        if w.is_main:
+            m = L.unwrap(net).eval()
+            with torch.no_grad():
+                vl = [L.sum_losses(loss_fn(m(L.to_device(b, w.device)))).item()
+                      for b in L.minibatches(val, sc.batch_size, seed=0, epoch=0, shuffle=False)]
+            tz, vz = (L.predict(lambda b: m.embed(b["ecg"]), d, w) for d in (train, val))
+            pm = probe(tz, train["label"].numpy(), vz, val["label"].numpy())
+            metrics.update(val_loss=float(np.mean(vl)) if vl else float("nan"), val_auroc=pm["auroc"],
+                           val_auprc=pm["auprc"])
+            score = pm["auroc"] if np.isfinite(pm["auroc"]) else 0.0
+        if L.end_epoch(w, st, metrics, score, {"net": net}, opt, sc.patience):
+            break
+
+
+def _storage(lc: dict):
+    from xmodal.storage import Storage
+
+    return Storage(lc["storage"])
+
+
+def key_for(cfg: ExperimentConfig, feats: FeatureSet, ssl_key: str) -> str:
+    own = {"method": cfg.method, "pathology": cfg.data.pathology, "loss": cfg.loss, "stage": cfg.align,
+           "balanced": [cfg.data.balanced_sampling, cfg.data.positive_fraction], "seed": cfg.seed,
+           "proj": [cfg.model.proj_hidden, cfg.model.proj_dim], "segments": cfg.model.ecg_segments}
+    return stage_key(STAGE, config=own, inputs={"features": feats.key, "ecg_ssl": ssl_key}, data=feats.key)
+
+
+def open_features(feats: FeatureSet, split: str, pathology: str, columns: list[str]):
+    """Feature rows of one split with a known ``pathology`` label, that label renamed to ``label``."""
+    import ray.data
+
+    st = feats.storage
+    log_access(st, feats.key, split, STAGE)
+    expr = (pc.field("split") == split) & known(pathology)
+    ds = ray.data.read_parquet(feats.data_uri, columns=[c for c in columns if c != "label"] + [pathology],
+                               filter=expr, filesystem=None if st.is_local else st.fs)
+    return ds.rename_columns({pathology: "label"})
+
+
+def run(cfg: ExperimentConfig, feats: FeatureSet, ssl: StageOutput, store: StageStore,
+        **kw) -> StageOutput:
+    key = key_for(cfg, feats, ssl.key)
+    if store.exists(STAGE, key):
+        return store.load(STAGE, key)
+    cols = ["ecg", "label", *feats.columns] + (["rpeaks"] if cfg.method == "ptacl" else [])
+    ds = {s: open_features(feats, s, cfg.data.pathology, cols) for s in ("train", "val")}
+    lc = {"feature_columns": list(feats.columns), "ssl_key": ssl.key, "storage": feats.storage.uri}
+    return run_stage(STAGE, key, train_loop, cfg=cfg, store=store, datasets=ds, loop_config=lc,
+                     meta={"inputs": {"features": feats.key, "ecg_ssl": ssl.key}, "data_fingerprint": feats.key,
+                           "loss": to_dict(cfg.loss)}, **kw)
+
+
+def encoder_state(store: StageStore, key: str) -> dict[str, torch.Tensor]:
+    state = store.load_state(STAGE, key)["net"]
+    return {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}

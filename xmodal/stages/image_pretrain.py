@@ -1,0 +1,87 @@
+"""Stage 1 — supervised image-encoder pretraining on every label of the cohort (masked multi-label BCE).
+
+One pretrain serves all pathologies of a cohort (the labels are its outputs), so a per-pathology
+search reuses it. Selects the epoch with the best mean validation AUROC over labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from xmodal.config import ExperimentConfig, from_dict
+from xmodal.data.pipeline import ShardSet, open_split
+from xmodal.metrics import binary_metrics
+from xmodal.stages import loop as L
+from xmodal.stages.image_model import ImageClassifier, ImageModel, masked_bce
+from xmodal.stages.runner import run_stage
+from xmodal.stages.store import StageOutput, StageStore, stage_key
+
+STAGE = "image_pretrain"
+
+
+def train_loop(lc: dict) -> None:
+    cfg: ExperimentConfig = from_dict(lc["cfg"])
+    sc = cfg.image_pretrain
+    labels = lc["labels"]
+    seed = cfg.seed + cfg.image_pretrain.seed
+    w = L.setup_worker(seed)
+    train = L.load_split("train", ["image", *labels])
+    val = L.load_split("val", ["image", *labels]) if w.is_main else {}
+    stack = lambda d: torch.stack([d[c] for c in labels], 1)  # noqa: E731  (B, n_labels)
+
+    net = L.prepare(ImageClassifier(ImageModel(cfg, lc["image_kind"]), len(labels)))
+    opt = torch.optim.AdamW(net.parameters(), lr=sc.lr, weight_decay=sc.weight_decay)
+    st = L.resume({"net": net}, opt)
+    for epoch in range(st.epoch, sc.epochs):
+        net.train()
+        total, n = 0.0, 0
+        for batch in L.minibatches(train, sc.batch_size, seed=seed + w.rank, epoch=epoch):
+            batch = L.to_device(batch, w.device)
+            with w.autocast():
+                logits = net(batch["image"])
+                loss = masked_bce(logits, stack(batch))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, n = total + loss.item(), n + 1
+        metrics, score = {"train_loss": total / max(n, 1)}, 0.0
+        if w.is_main:
+            net.eval()
+            pred = L.predict(lambda b: L.unwrap(net)(b["image"]), val, w)
+            y = stack(val).numpy()
+            per = {c: binary_metrics(y[:, i], pred[:, i]) for i, c in enumerate(labels)}
+            for c, m in per.items():
+                metrics[f"val_auroc_{c}"] = m["auroc"]
+            score = float(np.nanmean([m["auroc"] for m in per.values()]))
+            metrics["val_auroc"] = score
+        if L.end_epoch(w, st, metrics, score, {"net": net}, opt, sc.patience):
+            break
+
+
+def key_for(cfg: ExperimentConfig, shards: ShardSet) -> str:
+    m = cfg.model
+    own = {"method_view": cfg.method if shards.image_kind != "cxr" else "cxr", "image_encoder": m.image_encoder,
+           "image_width": m.image_width, "image_weights": m.image_weights, "segments": m.ecg_segments,
+           "stage": cfg.image_pretrain, "seed": cfg.seed}
+    return stage_key(STAGE, config=own, inputs={}, data=shards.key)
+
+
+def run(cfg: ExperimentConfig, shards: ShardSet, store: StageStore, **kw) -> StageOutput:
+    key = key_for(cfg, shards)
+    if store.exists(STAGE, key):
+        return store.load(STAGE, key)
+    cols = ["image", *shards.labels]
+    ds = {s: open_split(shards.data_uri, s, storage=shards.storage, key=shards.key, columns=cols, purpose=STAGE)
+          for s in ("train", "val")}
+    return run_stage(STAGE, key, train_loop, cfg=cfg, store=store, datasets=ds,
+                     loop_config={"labels": list(shards.labels), "image_kind": shards.image_kind},
+                     meta={"inputs": {}, "data_fingerprint": shards.key, "labels": list(shards.labels)}, **kw)
+
+
+def load_image_model(cfg: ExperimentConfig, image_kind: str, store: StageStore, key: str) -> ImageModel:
+    """The pretrained image encoder (frozen use: eval mode, no grad)."""
+    state = store.load_state(STAGE, key)["net"]
+    model = ImageModel(cfg, image_kind)
+    model.load_state_dict({k[len("image."):]: v for k, v in state.items() if k.startswith("image.")})
+    return model.eval().requires_grad_(False)

@@ -1,0 +1,181 @@
+"""Pieces every per-worker train loop shares: device/precision, data in memory, batching,
+resume from a Ray Train checkpoint, and the per-epoch report.
+
+Runs inside Ray Train workers (``ray.train.get_context()`` is available). Nothing here touches a GPU
+unless the worker was given one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+import ray.train
+import ray.train.torch
+
+
+@dataclass
+class Worker:
+    """Rank, device and precision of this training worker."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def autocast(self):
+        """bf16 autocast on CUDA; a no-op on CPU (nothing GPU-only is touched there)."""
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+def setup_worker(seed: int) -> Worker:
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.manual_seed(seed + rank)
+    np.random.seed(seed + rank)
+    torch.set_num_threads(max(1, int(os.environ.get("XMODAL_TORCH_THREADS", "1"))))
+    return Worker(rank, world, ray.train.torch.get_device())
+
+
+def load_split(name: str, columns: list[str], *, batch_size: int = 512) -> dict[str, torch.Tensor]:
+    """Read this worker's share of dataset ``name`` into CPU tensors (one pass over Ray Data).
+
+    Training datasets are split across workers by Ray Train; validation datasets are not, so every
+    worker sees the whole validation split.
+    """
+    shard = ray.train.get_dataset_shard(name)
+    if shard is None:
+        return {}
+    parts: dict[str, list[torch.Tensor]] = {c: [] for c in columns}
+    for batch in shard.iter_torch_batches(batch_size=batch_size, device="cpu"):
+        for c in columns:
+            parts[c].append(batch[c])
+    return {c: torch.cat(v) if v else torch.empty(0) for c, v in parts.items()}
+
+
+def n_rows(data: dict[str, torch.Tensor]) -> int:
+    return len(next(iter(data.values()))) if data else 0
+
+
+def balanced_indices(labels: torch.Tensor, n: int, positive_fraction: float, gen: torch.Generator) -> torch.Tensor:
+    """``n`` indices drawn with replacement so that ``positive_fraction`` of them are positives.
+
+    Args:
+        labels: ``(N,)`` 0/1 (NaN rows are never drawn).
+    """
+    pos = torch.nonzero(labels == 1).flatten()
+    neg = torch.nonzero(labels == 0).flatten()
+    if len(pos) == 0 or len(neg) == 0:
+        usable = torch.cat([pos, neg])
+        return usable[torch.randint(len(usable), (n,), generator=gen)]
+    n_pos = round(n * positive_fraction)
+    return torch.cat([pos[torch.randint(len(pos), (n_pos,), generator=gen)],
+                      neg[torch.randint(len(neg), (n - n_pos,), generator=gen)]])[torch.randperm(n, generator=gen)]
+
+
+def minibatches(data: dict[str, torch.Tensor], batch_size: int, *, seed: int, epoch: int,
+                shuffle: bool = True, drop_last: bool = True, order: torch.Tensor | None = None,
+                ) -> Iterator[dict[str, torch.Tensor]]:
+    """Yield dicts of ``batch_size`` rows. ``order`` (e.g. from ``balanced_indices``) overrides shuffling."""
+    n = n_rows(data)
+    if order is None:
+        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
+    n_batches = len(order) // batch_size if drop_last else math.ceil(len(order) / batch_size)
+    if drop_last and n_batches == 0 and len(order) >= 2:  # tiny shards still train
+        n_batches, batch_size = 1, len(order)
+    for b in range(n_batches):
+        idx = order[b * batch_size:(b + 1) * batch_size]
+        yield {k: v[idx] for k, v in data.items()}
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def sum_losses(terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The total is the sum of every ``*_loss`` term (open_clip convention)."""
+    return sum(v for k, v in terms.items() if k.endswith("_loss"))
+
+
+@torch.no_grad()
+def predict(fn: Callable[[dict[str, torch.Tensor]], torch.Tensor], data: dict[str, torch.Tensor],
+            worker: Worker, batch_size: int = 256) -> np.ndarray:
+    """Concatenate ``fn(batch)`` over ``data`` in order (evaluation mode is the caller's job)."""
+    outs = []
+    for batch in minibatches(data, batch_size, seed=0, epoch=0, shuffle=False, drop_last=False):
+        with worker.autocast():
+            outs.append(fn(to_device(batch, worker.device)).float().cpu())
+    return torch.cat(outs).numpy() if outs else np.zeros(0)
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint holds: progress, the best-so-far weights and the metric history."""
+
+    epoch: int = 0  # next epoch to run
+    best_score: float = -math.inf
+    best_state: dict[str, Any] | None = None
+    history: list[dict] = field(default_factory=list)
+    bad_epochs: int = 0
+
+
+def resume(modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer) -> TrainState:
+    """Restore from the run's latest Ray Train checkpoint, if this run was interrupted before."""
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None:
+        return TrainState()
+    with ckpt.as_directory() as d:
+        blob = torch.load(os.path.join(d, "state.pt"), map_location="cpu", weights_only=False)
+    for name, m in modules.items():
+        unwrap(m).load_state_dict(blob["modules"][name])
+    optimizer.load_state_dict(blob["optimizer"])
+    return blob["train_state"]
+
+
+def unwrap(m: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DDP wrapper (or the module itself)."""
+    return m.module if hasattr(m, "module") else m
+
+
+def prepare(net: torch.nn.Module) -> torch.nn.Module:
+    """Move to this worker's device and wrap in DDP when there are several workers."""
+    return ray.train.torch.prepare_model(net, parallel_strategy_kwargs={"find_unused_parameters": True})
+
+
+def module_state(modules: dict[str, torch.nn.Module]) -> dict[str, Any]:
+    return {k: {n: t.detach().cpu().clone() for n, t in unwrap(m).state_dict().items()} for k, m in modules.items()}
+
+
+def end_epoch(worker: Worker, st: TrainState, metrics: dict[str, float], score: float,
+              modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer, patience: int) -> bool:
+    """Track the best epoch (validation ``score``), checkpoint, report; return True to stop early."""
+    improved = score > st.best_score or st.best_state is None
+    if improved:
+        st.best_score, st.best_state, st.bad_epochs = score, module_state(modules), 0
+    else:
+        st.bad_epochs += 1
+    metrics = {**metrics, "score": score, "epoch": st.epoch, "best_score": st.best_score}
+    st.history.append(metrics)
+    st.epoch += 1
+    stop = bool(patience) and st.bad_epochs >= patience
+    if worker.is_main:
+        with tempfile.TemporaryDirectory() as d:
+            torch.save({"modules": module_state(modules), "optimizer": optimizer.state_dict(), "train_state": st,
+                        "done": stop}, os.path.join(d, "state.pt"))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+    else:
+        ray.train.report(metrics)
+    return stop

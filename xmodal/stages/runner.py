@@ -1,0 +1,66 @@
+"""Driver side of a stage: reuse it from the store, or run its loop in a Ray Train ``TorchTrainer``.
+
+The Train run is named ``<stage>-<key>``, so a stage interrupted mid-way resumes from its last
+checkpoint when the same stage (same key) runs again, and a restarted Tune trial finds its own run.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import torch
+
+import ray.train
+from ray.train.torch import TorchTrainer
+
+from xmodal.config import ExperimentConfig, ScalingConfig, to_dict
+from xmodal.stages.store import StageOutput, StageStore
+
+
+def scaling_for(s: ScalingConfig) -> ray.train.ScalingConfig:
+    gpus = (s.gpus_per_worker or 1.0) if s.use_gpu else 0.0
+    resources = {"CPU": s.cpus_per_worker}
+    if gpus:
+        resources["GPU"] = gpus
+    return ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources)
+
+
+def run_stage(stage: str, key: str, loop: Callable[[dict], None], *, cfg: ExperimentConfig,
+              store: StageStore, datasets: dict[str, Any], loop_config: dict[str, Any],
+              meta: dict[str, Any], callbacks: list | None = None, max_failures: int = 1,
+              verbose: bool = True) -> StageOutput:
+    """Run ``loop`` unless ``(stage, key)`` is already in the store; save its best weights + meta."""
+    if store.exists(stage, key):
+        out = store.load(stage, key)
+        if verbose:
+            print(f"[xmodal] {stage}: reused {key}")
+        return out
+    trainer = TorchTrainer(
+        loop,
+        train_loop_config={**loop_config, "cfg": to_dict(cfg)},
+        scaling_config=scaling_for(cfg.scaling),
+        datasets=datasets,
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"] if "train" in datasets else []),
+        run_config=ray.train.RunConfig(
+            name=f"{stage}-{key}",
+            storage_path=store.storage.uri_of("ray_train"),
+            storage_filesystem=None if store.storage.is_local else store.storage.fs,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            callbacks=callbacks or [],
+        ),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"{stage} finished without a checkpoint (error: {result.error})")
+    with result.checkpoint.as_directory() as d:
+        blob = torch.load(os.path.join(d, "state.pt"), map_location="cpu", weights_only=False)
+    st = blob["train_state"]
+    best = max(st.history, key=lambda m: m.get("score", -1e9)) if st.history else {}
+    out = store.save(stage, key, state=st.best_state, optimizer=blob["optimizer"],
+                     meta={**meta, "config": to_dict(cfg), "metrics": {"best": best, "history": st.history}})
+    if verbose:
+        shown = {k: round(v, 4) for k, v in best.items() if k.startswith("val_") and isinstance(v, float)}
+        print(f"[xmodal] {stage}: trained {key} in {len(st.history)} epochs; best {shown}")
+    return out
