@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 export PATH="$PWD/.venv/bin:$PATH"  # `ray` / `python` of the project's environment for the job-submit test
 exec .venv/bin/python -m pytest "$@"

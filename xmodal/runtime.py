@@ -13,6 +13,19 @@ import os
 import warnings
 
 
+# Measured on a 2-core machine (see README "Performance notes"):
+# - Ray Data's V2 Parquet reader starts 32 FooterReader actors per read: 30-40 s for a 200-row read
+#   there, against about 1 s for the V1 reader. xmodal's shards are few, large files: V1 it is.
+# - Ray Train's controller polls workers every 2 s; 0.25 s takes a trivial 1-worker TorchTrainer
+#   run from about 25 s to about 14 s, which is most of a short trial's overhead.
+RAY_ENV = {
+    "RAY_DATA_USE_DATASOURCE_V2": "0",
+    "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS": "2",
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25",
+    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+}
+
+
 def quiet() -> None:
     """Keep the console to xmodal's own lines: no progress bars, no info logs from Ray."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
@@ -30,14 +43,18 @@ def ensure_ray(num_cpus: int | None = None, *, num_gpus: int | None = None) -> d
     import ray.data
 
     quiet()
+    for k, v in RAY_ENV.items():
+        os.environ.setdefault(k, v)
+    env = {"env_vars": {k: os.environ[k] for k in RAY_ENV}}
     if not ray.is_initialized():
         if os.environ.get("RAY_ADDRESS") or os.environ.get("RAY_JOB_ID"):
             ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), logging_level=logging.WARNING,
-                     log_to_driver=False)
+                     log_to_driver=False, runtime_env=env)
         else:
             ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, logging_level=logging.WARNING,
                      log_to_driver=False, configure_logging=True)
     ctx = ray.data.DataContext.get_current()
+    ctx.use_datasource_v2 = False
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.verbose_stats_logs = False

@@ -20,7 +20,7 @@ from xmodal.errors import RecordError
 PREFIXES = ("module.", "model.")
 HEAD_PREFIX = "classifier."
 _LEGACY_DENSENET = re.compile(
-    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
 )
 _SHOWN = 8  # keys listed per problem in an error message
 

@@ -1,0 +1,30 @@
+import pickle
+
+from xmodal.storage import Storage
+
+
+def test_local_storage_round_trip(tmp_path):
+    st = Storage(str(tmp_path / "root"))
+    st.write_json({"a": 1}, "x", "y", "meta.json")
+    assert st.exists("x", "y", "meta.json") and not st.exists("x", "z")
+    assert st.read_json("x", "y", "meta.json") == {"a": 1}
+    assert st.listdir("x") == ["y"]
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.bin").write_bytes(b"123")
+    st.upload_dir(src, "up")
+    assert st.read_bytes("up", "f.bin") == b"123"
+    assert st.local_copy("up") == tmp_path / "root" / "up"
+    st.delete_dir("x")
+    assert not st.exists("x")
+
+
+def test_storage_pickles_by_uri(tmp_path):
+    st = pickle.loads(pickle.dumps(Storage(str(tmp_path))))
+    assert st.root == str(tmp_path.resolve()) and st.is_local
+
+
+def test_uri_form_for_object_stores_keeps_scheme():
+    st = Storage.__new__(Storage)
+    st.uri, st.root, st.is_local = "s3://bucket/xm", "bucket/xm", False
+    assert st.uri_of("shards", "k") == "s3://bucket/xm/shards/k"

@@ -1,0 +1,1 @@
+"""Synthetic paired cohorts (placeholder while the package is written)."""

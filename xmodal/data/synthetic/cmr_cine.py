@@ -1,0 +1,116 @@
+"""Short-axis cine CMR (bright-blood SSFP) of one cardiac cycle, drawn from the latent state.
+
+A mid-ventricular short-axis slice: body with subcutaneous fat, lungs, descending aorta, the
+right ventricle's crescent and the left ventricle — blood pool, papillary muscles and a
+myocardial ring of constant area (so the wall thickens as the cavity shrinks). The LV cavity
+area follows the volume curve: end-diastole (ED) at frame 0, end-systole (ES) at 35 % of the
+cycle, rapid filling, diastasis, atrial kick. Latent imprint (scaled by ``image_strength``):
+
+- dilation -> larger end-diastolic volume, thinner wall;
+- ejection fraction (scar, dilation, AF) -> smaller stroke volume;
+- infarct -> a thin, akinetic sector of the wall (45–110 deg) in its coronary territory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from xmodal.data.synthetic.latent import CmrState
+
+FIELD_MM = 380.0  # field of view along the longer image side (UK Biobank: ~208 px x 1.8 mm)
+ES_PHASE = 0.35
+SLICE_LENGTH_MM = 80.0  # cavity volume / slice area: area (mm^2) = volume (mm^3) / this
+
+
+def volume_curve(phase: np.ndarray, edv: float, esv: float, es_phase: float = ES_PHASE) -> np.ndarray:
+    """LV volume over the cycle (same units as ``edv``); ``phase`` in [0, 1), ED at 0, ES at ``es_phase``."""
+    p = np.mod(np.asarray(phase, np.float64), 1.0)
+    sv = edv - esv
+    rapid_end, kick = es_phase + 0.25, 0.85
+    v = np.empty_like(p)
+    s = p < es_phase
+    v[s] = edv - sv * (1 - np.cos(np.pi * p[s] / es_phase)) / 2
+    s = (p >= es_phase) & (p < rapid_end)
+    v[s] = esv + 0.8 * sv * (1 - np.cos(np.pi * (p[s] - es_phase) / 0.25)) / 2
+    s = (p >= rapid_end) & (p < kick)
+    v[s] = esv + 0.8 * sv + 0.05 * sv * (p[s] - rapid_end) / (kick - rapid_end)
+    s = p >= kick
+    v[s] = esv + 0.85 * sv + 0.15 * sv * (1 - np.cos(np.pi * (p[s] - kick) / (1 - kick))) / 2
+    return v
+
+
+@dataclass(frozen=True)
+class CineGeometry:
+    """What one subject's cine shows (after ``image_strength``)."""
+
+    edv_ml: float
+    esv_ml: float
+    wall_mm: float  # end-diastolic wall thickness outside the scar
+    scar_deg: float
+    scar_center_deg: float
+    rv_edv_scale: float
+
+
+def geometry(state: CmrState, strength: float, *, male: bool, rng: np.random.Generator) -> CineGeometry:
+    edv = (155.0 if male else 125.0) * float(np.exp(0.2 * strength * state.dilation + rng.normal(0, 0.08)))
+    ef = float(np.clip(0.61 + strength * (state.ef - 0.61), 0.12, 0.8))
+    wall = (9.5 if male else 8.0) * (1 - 0.08 * strength * max(state.dilation, 0.0)) * rng.normal(1, 0.05)
+    return CineGeometry(edv, edv * (1 - ef), float(wall), state.scar_deg * min(strength, 1.0),
+                        state.scar_center_deg, float(rng.normal(1.0, 0.08)))
+
+
+def _ellipse(x: np.ndarray, y: np.ndarray, cx: float, cy: float, a: float, b: float, edge: float) -> np.ndarray:
+    r = np.hypot((x - cx) / a, (y - cy) / b)
+    return np.clip((1 - r) * min(a, b) / edge + 0.5, 0, 1)
+
+
+def render_cine(g: CineGeometry, shape: tuple[int, int], frames: int, rng: np.random.Generator) -> np.ndarray:
+    """The cine ``uint16 [frames, rows, cols]`` (12-bit values), frame 0 at end-diastole."""
+    rows, cols = shape
+    sp = FIELD_MM / max(rows, cols)
+    yy, xx = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    x, y = (xx - cols / 2 + 0.5) * sp, (yy - rows / 2 + 0.5) * sp  # mm; x to image right, y down
+    e = 1.2 * sp
+    ox, oy = rng.normal(0, 6, 2)  # where the heart sits in the field
+    body = _ellipse(x, y, ox * 0.3, 15 + oy * 0.3, 175, 125, e)
+    inner = _ellipse(x, y, ox * 0.3, 15 + oy * 0.3, 160, 110, e)
+    img = 1100 * body - 720 * inner  # subcutaneous fat ring, soft tissue ~380 inside
+    lungs = _ellipse(x, y, 100 + ox, 20 + oy, 58, 80, e) + _ellipse(x, y, -105 + ox, 10 + oy, 55, 85, e)
+    img = img - 340 * np.clip(lungs, 0, 1) * inner
+    img += 520 * _ellipse(x, y, 20 + ox, 62 + oy, 12, 12, e)  # descending aorta
+    cx, cy = 30 + ox, -8 + oy
+    r, th = np.hypot(x - cx, y - cy), np.degrees(np.arctan2(y - cy, x - cx))
+    dth = (th - g.scar_center_deg + 180.0) % 360.0 - 180.0
+    scar = np.clip((g.scar_deg / 2 - np.abs(dth)) / 12.0 + 0.5, 0, 1) if g.scar_deg > 0 else np.zeros_like(r)
+
+    phase = np.arange(frames) / frames
+    vol = volume_curve(phase, g.edv_ml, g.esv_ml) * 1000.0  # mm^3
+    r_cav = np.sqrt(vol / SLICE_LENGTH_MM / np.pi)
+    r_ed = r_cav[0]
+    myo_area = np.pi * ((r_ed + g.wall_mm) ** 2 - r_ed**2)
+    rv_vol = volume_curve(phase, 1.0, 0.45) * g.rv_edv_scale
+    papillary = [(np.radians(a), 0.55) for a in (150.0, 35.0)]
+    out = np.empty((frames, rows, cols), np.float32)
+    for k in range(frames):
+        endo = r_cav[k] + scar * (r_ed - r_cav[k])  # the scar does not contract
+        epi_normal = np.sqrt(myo_area / np.pi + r_cav[k] ** 2)
+        epi = (1 - scar) * epi_normal + scar * (endo + 0.45 * g.wall_mm)
+        rv_s = np.sqrt(rv_vol[k])
+        rv = _ellipse(x, y, cx - 38, cy - 10, 46 * rv_s, 36 * rv_s, e)
+        f = img.copy()
+        f += (600 - f) * np.clip((epi + 4.0 - r) / e + 0.5, 0, 1) * 0.35  # epicardial fat / pericardium
+        f += (980 - f) * rv * np.clip((r - epi - 3.0) / e + 0.5, 0, 1)  # RV blood outside LV + septum
+        f += (260 - f) * np.clip((epi - r) / e + 0.5, 0, 1)  # myocardium
+        blood = np.clip((endo - r) / e + 0.5, 0, 1)
+        for ang, frac in papillary:
+            px, py = cx + frac * endo.mean() * np.cos(ang), cy + frac * endo.mean() * np.sin(ang)
+            blood *= 1 - _ellipse(x, y, px, py, 4.5, 4.5, e)
+        f += (1000 - f) * blood
+        out[k] = f
+    out = ndimage.gaussian_filter(out, (0, 0.7, 0.7))
+    noise = rng.standard_normal((2, frames, rows, cols), dtype=np.float32) * 18.0
+    out = np.sqrt((out + noise[0]) ** 2 + noise[1] ** 2)  # magnitude image: Rician noise
+    return np.clip(np.round(out * rng.uniform(0.9, 1.15)), 0, 4095).astype(np.uint16)
