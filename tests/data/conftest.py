@@ -6,14 +6,13 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import pydicom
 import pytest
 import wfdb
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 REAL = Path(__file__).parents[2].parent / "shared/data/real"
-LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]  # default channel names
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +33,7 @@ def nih_cxr() -> Path:
     return p
 
 
-def ecg_like(fs: float, seconds: float = 10.0, n_leads: int = 12, seed: int = 0) -> np.ndarray:
+def _ecg_like(fs: float, seconds: float = 10.0, n_leads: int = 12, seed: int = 0) -> np.ndarray:
     """``[n, n_leads]`` mV: a 1.2 Hz (72 bpm) QRS-like spike train plus a distinct sine per lead."""
     t = np.arange(round(fs * seconds)) / fs
     beats = np.arange(0.3, seconds, 1 / 1.2)
@@ -43,6 +42,12 @@ def ecg_like(fs: float, seconds: float = 10.0, n_leads: int = 12, seed: int = 0)
     cols = [(0.5 + 0.1 * i) * qrs + 0.2 * np.sin(2 * np.pi * (2 + i) * t) + 0.01 * rng.standard_normal(t.size)
             for i in range(n_leads)]
     return np.stack(cols, axis=1)
+
+
+@pytest.fixture(scope="session")
+def ecg_like() -> Callable[..., np.ndarray]:
+    """``ecg_like(fs, seconds=10, n_leads=12, seed=0)`` -> ``[n, n_leads]`` mV synthetic ECG."""
+    return _ecg_like
 
 
 @pytest.fixture
@@ -104,8 +109,3 @@ def make_dicom(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return make
-
-
-@pytest.fixture
-def read_dataset() -> Callable[[Path], Dataset]:
-    return lambda p: pydicom.dcmread(p)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import wfdb
-from conftest import LEADS, ecg_like
 
 from xmodal.config import ECGPreprocessConfig
 from xmodal.data.beats import detect_rpeaks
-from xmodal.data.ecg import load_leads, preprocess_ecg, read_ecg
+from xmodal.data.ecg import LEADS, load_leads, preprocess_ecg, read_ecg
 from xmodal.errors import ConfigError, RecordError
 
 RAW = ECGPreprocessConfig(baseline="none", normalize="none")  # only NaN handling, resampling, length
@@ -68,7 +67,7 @@ def test_rpeaks_on_real_records_are_physiological(cinc_dir):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_mimic_like_dat_round_trips_in_mV(write_wfdb):
+def test_mimic_like_dat_round_trips_in_mV(write_wfdb, ecg_like):
     sig = ecg_like(500)
     hea = write_wfdb("mimic", sig, 500)
     raw, fs = load_leads(hea)
@@ -89,7 +88,7 @@ def test_sine_keeps_its_frequency_and_amplitude_after_resampling(write_wfdb, fs)
     np.testing.assert_allclose(x[3, 100:900], np.sin(2 * np.pi * 7.0 * np.arange(100, 900) / 100), atol=0.02)
 
 
-def test_shuffled_mixed_case_lead_names(write_wfdb):
+def test_shuffled_mixed_case_lead_names(write_wfdb, ecg_like):
     sig = ecg_like(500)
     order = [11, 3, 0, 7, 5, 1, 9, 2, 10, 4, 8, 6]
     names = [LEADS[i].upper() if k % 2 else LEADS[i].lower() for k, i in enumerate(order)]  # AVR, i, V8...
@@ -98,14 +97,14 @@ def test_shuffled_mixed_case_lead_names(write_wfdb):
     np.testing.assert_array_equal(raw, ref)
 
 
-def test_extra_frank_leads_are_dropped(write_wfdb):
+def test_extra_frank_leads_are_dropped(write_wfdb, ecg_like):
     sig = ecg_like(1000, n_leads=15)
-    raw, fs = load_leads(write_wfdb("ptb15", sig, 1000, LEADS + ["vx", "vy", "vz"]))
+    raw, fs = load_leads(write_wfdb("ptb15", sig, 1000, [*LEADS, "vx", "vy", "vz"]))
     assert fs == 1000 and raw.shape == (12, 10000)
     np.testing.assert_allclose(raw, sig[:, :12].T, atol=0.5e-3 + 1e-12)
 
 
-def test_missing_limb_leads_are_derived_from_I_and_II(write_wfdb):
+def test_missing_limb_leads_are_derived_from_I_and_II(write_wfdb, ecg_like):
     sig = ecg_like(500, n_leads=8)
     names = ["I", "II", "V1", "V2", "V3", "V4", "V5", "V6"]
     raw, _ = load_leads(write_wfdb("eight", sig, 500, names))
@@ -118,7 +117,7 @@ def test_missing_limb_leads_are_derived_from_I_and_II(write_wfdb):
 
 
 @pytest.mark.parametrize("drop, named", [("V3", "V3"), ("I", "I")])
-def test_missing_required_lead_is_an_error_naming_it(write_wfdb, drop, named):
+def test_missing_required_lead_is_an_error_naming_it(write_wfdb, drop, named, ecg_like):
     names = [n for n in LEADS if n != drop]
     hea = write_wfdb("missing_" + drop, ecg_like(500, n_leads=11), 500, names)
     with pytest.raises(RecordError, match=rf"missing leads: {named}\b") as err:
@@ -127,14 +126,14 @@ def test_missing_required_lead_is_an_error_naming_it(write_wfdb, drop, named):
 
 
 @pytest.mark.parametrize("unit, factor", [("uV", 1e-3), ("µV", 1e-3), ("V", 1e3), ("MV", 1.0)])
-def test_units_are_converted_to_mV(write_wfdb, unit, factor):
+def test_units_are_converted_to_mV(write_wfdb, unit, factor, ecg_like):
     sig_mv = ecg_like(500)
     gain = {"uV": 1.0, "µV": 1.0, "V": 1e6, "MV": 1000.0}[unit]
     raw, _ = load_leads(write_wfdb("units", sig_mv / factor, 500, units=unit, gain=gain))
     np.testing.assert_allclose(raw, sig_mv.T, atol=1e-3)
 
 
-def test_unknown_unit_is_an_error(write_wfdb):
+def test_unknown_unit_is_an_error(write_wfdb, ecg_like):
     with pytest.raises(RecordError, match="unknown unit 'mmHg'") as err:
         load_leads(write_wfdb("pressure", ecg_like(500), 500, units="mmHg"))
     assert "pressure" in str(err.value)
@@ -145,7 +144,7 @@ def test_unknown_unit_is_an_error(write_wfdb):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_truncated_dat_is_an_error(write_wfdb):
+def test_truncated_dat_is_an_error(write_wfdb, ecg_like):
     hea = write_wfdb("cut", ecg_like(500), 500)
     dat = hea.with_suffix(".dat")
     dat.write_bytes(dat.read_bytes()[: 48_000])  # 2000 of 5000 frames, on a frame boundary
@@ -162,7 +161,7 @@ def test_garbage_header_is_an_error(tmp_path):
     assert "garbage.hea" in str(err.value)
 
 
-def test_missing_files_are_errors(tmp_path, write_wfdb):
+def test_missing_files_are_errors(tmp_path, write_wfdb, ecg_like):
     with pytest.raises(RecordError, match="not found") as err:
         read_ecg(tmp_path / "nowhere.hea")
     assert "nowhere" in str(err.value)
@@ -200,7 +199,7 @@ def test_nan_interpolated_with_edges_held_or_zeroed():
     np.testing.assert_array_equal(zero[0, 99], 99)
 
 
-def test_nan_samples_in_a_record_give_a_finite_output(write_wfdb):
+def test_nan_samples_in_a_record_give_a_finite_output(write_wfdb, ecg_like):
     sig = ecg_like(500)
     sig[1000:1100, 4] = np.nan
     hea = write_wfdb("gappy", sig, 500)
@@ -224,7 +223,7 @@ def test_centre_crop_and_end_padding():
     np.testing.assert_array_equal(short[:, 4000:], 0)
 
 
-def test_normalisation_excludes_padding_and_zeroes_flat_leads():
+def test_normalisation_excludes_padding_and_zeroes_flat_leads(ecg_like):
     x = ecg_like(500, seconds=8.0).T.copy()
     x[7] = 3.0  # a flat lead among live ones
     z = preprocess_ecg(x, 500, ECGPreprocessConfig())  # 8 s -> 800 samples + 200 padded
@@ -240,7 +239,7 @@ def test_normalisation_excludes_padding_and_zeroes_flat_leads():
 
 
 @pytest.mark.parametrize("baseline", ["highpass", "median"])
-def test_baseline_wander_is_removed(baseline):
+def test_baseline_wander_is_removed(baseline, ecg_like):
     t = np.arange(5000) / 500
     beat = ecg_like(500)[:, 0] - ecg_like(500)[:, 0].mean()
     wander = 1.5 + 0.8 * np.sin(2 * np.pi * 0.1 * t)  # DC offset + 0.1 Hz drift, larger than the beats
@@ -251,7 +250,7 @@ def test_baseline_wander_is_removed(baseline):
     assert np.median(err) < 0.05 and np.abs(out).max() < np.abs(beat).max() + 0.3
 
 
-def test_read_ecg_config_overrides_fs_and_seconds(write_wfdb):
+def test_read_ecg_config_overrides_fs_and_seconds(write_wfdb, ecg_like):
     hea = write_wfdb("cfg", ecg_like(500), 500)
     assert read_ecg(hea, fs=250, seconds=4).shape == (12, 1000)
     assert read_ecg(hea, fs=250, config=ECGPreprocessConfig(fs=50, seconds=5)).shape == (12, 250)
@@ -269,7 +268,7 @@ def test_bad_config_and_bad_shape_are_errors():
 # ---------------------------------------------------------------------------------------------
 
 
-def test_rpeaks_of_a_known_spike_train():
+def test_rpeaks_of_a_known_spike_train(ecg_like):
     x = preprocess_ecg(ecg_like(500).T, 500, ECGPreprocessConfig())  # beats at 0.3 + k / 1.2 s
     peaks = detect_rpeaks(x, 100)
     truth = np.round((0.3 + np.arange(12) / 1.2) * 100)

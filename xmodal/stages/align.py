@@ -19,7 +19,7 @@ from xmodal.config import ExperimentConfig, from_dict, to_dict
 from xmodal.data.pipeline import known, log_access
 from xmodal.losses.registry import build_loss
 from xmodal.metrics import binary_metrics
-from xmodal.models.ecg import phase_pool, rpeak_phase_boundaries
+from xmodal.models.phase import phase_pool, rpeak_phase_boundaries
 from xmodal.models.heads import ClassificationHead, ProjectionHead
 from xmodal.models.registry import build_ecg_encoder
 from xmodal.stages import ecg_ssl
@@ -96,7 +96,7 @@ def train_loop(lc: dict) -> None:
     model = AlignNet(cfg, seq_len, feat_dims)
     model.encoder.load_state_dict(ecg_ssl.encoder_state(StageStore(_storage(lc)), lc["ssl_key"]))
     if cfg.method == "ptacl":
-        n_tok = model.encoder(torch.zeros(1, 12, seq_len))["tokens"].shape[1]
+        n_tok = model.encoder.n_tokens
         train = _with_bounds(train, n_tok, cfg.model.ecg_segments)
         val = _with_bounds(val, n_tok, cfg.model.ecg_segments) if val else val
     net = L.prepare(model)

@@ -68,7 +68,7 @@ def time_mask(x: torch.Tensor, ratio: float, gen: torch.Generator, span: int = 5
 
 
 def _views(sc: SSLConfig) -> TwoViews:
-    return TwoViews(VCGAugment(max_angle_deg=sc.vcg_max_angle_deg, scale_range=(sc.vcg_scale_min, sc.vcg_scale_max)))
+    return TwoViews(VCGAugment.from_config(sc))
 
 
 def train_loop(lc: dict) -> None:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xmodal.config import ExperimentConfig
+from xmodal.models.cmr import resample_phase_tokens
 from xmodal.models.registry import build_image_encoder
 
 ES_FRACTION = 0.35  # end-systole sits about a third of the way through the R-R cycle
@@ -23,18 +24,6 @@ ES_FRACTION = 0.35  # end-systole sits about a third of the way through the R-R 
 
 def normalise(u8: torch.Tensor) -> torch.Tensor:
     return (u8.float() / 255.0 - 0.5) / 0.25
-
-
-def resample_tokens(tokens: torch.Tensor, t: int) -> torch.Tensor:
-    """Periodic linear resampling of frame tokens ``(B, F, D)`` to ``(B, t, D)``."""
-    b, f, d = tokens.shape
-    if f == t:
-        return tokens
-    pos = torch.arange(t, device=tokens.device, dtype=torch.float32) * (f / t)
-    lo = pos.floor().long() % f
-    hi = (lo + 1) % f
-    w = (pos - pos.floor()).view(1, t, 1).to(tokens.dtype)
-    return tokens[:, lo] * (1 - w) + tokens[:, hi] * w
 
 
 def image_mode(cfg: ExperimentConfig, image_kind: str) -> str:
@@ -63,7 +52,7 @@ class ImageModel(nn.Module):
             return {"embedding": self.encoder(x[:, None])["embedding"]}
         if self.mode == "cine":
             out = self.encoder(x)
-            return {"embedding": out["embedding"], "tokens": resample_tokens(out["tokens"], self.segments)}
+            return {"embedding": out["embedding"], "tokens": resample_phase_tokens(out["tokens"], self.segments)}
         es_idx = int(round(ES_FRACTION * x.shape[1])) % x.shape[1]
         ed = self.encoder(x[:, 0:1])["embedding"]
         es = self.encoder(x[:, es_idx:es_idx + 1])["embedding"]

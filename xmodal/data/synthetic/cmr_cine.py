@@ -22,7 +22,8 @@ from xmodal.data.synthetic.latent import CmrState
 
 FIELD_MM = 380.0  # field of view along the longer image side (UK Biobank: ~208 px x 1.8 mm)
 ES_PHASE = 0.35
-SLICE_LENGTH_MM = 80.0  # cavity volume / slice area: area (mm^2) = volume (mm^3) / this
+SLICE_LENGTH_MM = 80.0
+SCAR_ANGLE = {"anterior": 270.0, "inferior": 90.0, "lateral": 0.0}  # image angles of the territories  # cavity volume / slice area: area (mm^2) = volume (mm^3) / this
 
 
 def volume_curve(phase: np.ndarray, edv: float, esv: float, es_phase: float = ES_PHASE) -> np.ndarray:
@@ -50,7 +51,7 @@ class CineGeometry:
     esv_ml: float
     wall_mm: float  # end-diastolic wall thickness outside the scar
     scar_deg: float
-    scar_center_deg: float
+    scar_center_deg: float  # image angle (0 = image right, 90 = down): anterior is up, lateral to the right
     rv_edv_scale: float
 
 
@@ -59,7 +60,7 @@ def geometry(state: CmrState, strength: float, *, male: bool, rng: np.random.Gen
     ef = float(np.clip(0.61 + strength * (state.ef - 0.61), 0.12, 0.8))
     wall = (9.5 if male else 8.0) * (1 - 0.08 * strength * max(state.dilation, 0.0)) * rng.normal(1, 0.05)
     return CineGeometry(edv, edv * (1 - ef), float(wall), state.scar_deg * min(strength, 1.0),
-                        state.scar_center_deg, float(rng.normal(1.0, 0.08)))
+                        SCAR_ANGLE[state.territory], float(rng.normal(1.0, 0.08)))
 
 
 def _ellipse(x: np.ndarray, y: np.ndarray, cx: float, cy: float, a: float, b: float, edge: float) -> np.ndarray:
@@ -75,41 +76,45 @@ def render_cine(g: CineGeometry, shape: tuple[int, int], frames: int, rng: np.ra
     x, y = (xx - cols / 2 + 0.5) * sp, (yy - rows / 2 + 0.5) * sp  # mm; x to image right, y down
     e = 1.2 * sp
     ox, oy = rng.normal(0, 6, 2)  # where the heart sits in the field
-    body = _ellipse(x, y, ox * 0.3, 15 + oy * 0.3, 175, 125, e)
-    inner = _ellipse(x, y, ox * 0.3, 15 + oy * 0.3, 160, 110, e)
+    body = _ellipse(x, y, ox * 0.3, 15 + oy * 0.3, 165, 118, e)
+    inner = _ellipse(x, y, ox * 0.3, 15 + oy * 0.3, 150, 104, e)
     img = 1100 * body - 720 * inner  # subcutaneous fat ring, soft tissue ~380 inside
-    lungs = _ellipse(x, y, 100 + ox, 20 + oy, 58, 80, e) + _ellipse(x, y, -105 + ox, 10 + oy, 55, 85, e)
+    lungs = _ellipse(x, y, 98 + ox, 22 + oy, 52, 74, e) + _ellipse(x, y, -100 + ox, 12 + oy, 50, 78, e)
     img = img - 340 * np.clip(lungs, 0, 1) * inner
-    img += 520 * _ellipse(x, y, 20 + ox, 62 + oy, 12, 12, e)  # descending aorta
-    cx, cy = 30 + ox, -8 + oy
-    r, th = np.hypot(x - cx, y - cy), np.degrees(np.arctan2(y - cy, x - cx))
-    dth = (th - g.scar_center_deg + 180.0) % 360.0 - 180.0
-    scar = np.clip((g.scar_deg / 2 - np.abs(dth)) / 12.0 + 0.5, 0, 1) if g.scar_deg > 0 else np.zeros_like(r)
+    img += 520 * _ellipse(x, y, 22 + ox, 60 + oy, 11, 11, e)  # descending aorta
 
     phase = np.arange(frames) / frames
     vol = volume_curve(phase, g.edv_ml, g.esv_ml) * 1000.0  # mm^3
     r_cav = np.sqrt(vol / SLICE_LENGTH_MM / np.pi)
-    r_ed = r_cav[0]
-    myo_area = np.pi * ((r_ed + g.wall_mm) ** 2 - r_ed**2)
-    rv_vol = volume_curve(phase, 1.0, 0.45) * g.rv_edv_scale
-    papillary = [(np.radians(a), 0.55) for a in (150.0, 35.0)]
-    out = np.empty((frames, rows, cols), np.float32)
+    r_ed = float(r_cav[0])
+    epi_ed = r_ed + g.wall_mm
+    myo_area = np.pi * (epi_ed**2 - r_ed**2)
+    rv_scale = np.sqrt(volume_curve(phase, 1.0, 0.45) * g.rv_edv_scale)
+    cx, cy = 25 + ox, -6 + oy
+    # every frame changes only a box around the ventricles: draw there
+    half = 2.9 * epi_ed
+    r0, r1 = (np.clip(np.array([cy - half, cy + half]) / sp + rows / 2, 0, rows)).astype(int)
+    c0, c1 = (np.clip(np.array([cx - 1.25 * half, cx + 0.8 * half]) / sp + cols / 2, 0, cols)).astype(int)
+    bx, by = x[r0:r1, c0:c1], y[r0:r1, c0:c1]
+    r, th = np.hypot(bx - cx, by - cy), np.degrees(np.arctan2(by - cy, bx - cx))
+    dth = (th - g.scar_center_deg + 180.0) % 360.0 - 180.0
+    scar = np.clip((g.scar_deg / 2 - np.abs(dth)) / 12.0 + 0.5, 0, 1) if g.scar_deg > 0 else 0.0
+    base = img[r0:r1, c0:c1]
+    out = np.repeat(img[None], frames, axis=0)
     for k in range(frames):
         endo = r_cav[k] + scar * (r_ed - r_cav[k])  # the scar does not contract
-        epi_normal = np.sqrt(myo_area / np.pi + r_cav[k] ** 2)
-        epi = (1 - scar) * epi_normal + scar * (endo + 0.45 * g.wall_mm)
-        rv_s = np.sqrt(rv_vol[k])
-        rv = _ellipse(x, y, cx - 38, cy - 10, 46 * rv_s, 36 * rv_s, e)
-        f = img.copy()
-        f += (600 - f) * np.clip((epi + 4.0 - r) / e + 0.5, 0, 1) * 0.35  # epicardial fat / pericardium
-        f += (980 - f) * rv * np.clip((r - epi - 3.0) / e + 0.5, 0, 1)  # RV blood outside LV + septum
+        epi = (1 - scar) * np.sqrt(myo_area / np.pi + r_cav[k] ** 2) + scar * (endo + 0.45 * g.wall_mm)
+        rv = _ellipse(bx, by, cx - 1.0 * epi_ed, cy - 0.3 * epi_ed, 1.3 * epi_ed * rv_scale[k],
+                      1.45 * epi_ed * rv_scale[k], e)
+        f = base + (600 - base) * np.clip((epi + 4.0 - r) / e + 0.5, 0, 1) * 0.35  # epicardial fat
+        f += (980 - f) * rv * np.clip((r - epi - 3.0) / e + 0.5, 0, 1)  # RV blood beyond the septum
         f += (260 - f) * np.clip((epi - r) / e + 0.5, 0, 1)  # myocardium
         blood = np.clip((endo - r) / e + 0.5, 0, 1)
-        for ang, frac in papillary:
-            px, py = cx + frac * endo.mean() * np.cos(ang), cy + frac * endo.mean() * np.sin(ang)
-            blood *= 1 - _ellipse(x, y, px, py, 4.5, 4.5, e)
-        f += (1000 - f) * blood
-        out[k] = f
+        for ang in (150.0, 40.0):  # papillary muscles, close to the wall
+            a = np.radians(ang)
+            blood = blood * (1 - _ellipse(bx, by, cx + 0.75 * r_cav[k] * np.cos(a), cy + 0.75 * r_cav[k] * np.sin(a),
+                                          3.0, 3.0, e))
+        out[k, r0:r1, c0:c1] = f + (1000 - f) * blood
     out = ndimage.gaussian_filter(out, (0, 0.7, 0.7))
     noise = rng.standard_normal((2, frames, rows, cols), dtype=np.float32) * 18.0
     out = np.sqrt((out + noise[0]) ** 2 + noise[1] ** 2)  # magnitude image: Rician noise

@@ -99,10 +99,11 @@ def cxr_effects(p: EcgParams, latent: np.ndarray, strength: float) -> EcgParams:
     )
 
 
-_AWAY_FROM_SCAR = {90.0: (0.0, 0.0, 1.0), 270.0: (0.0, -1.0, 0.0), 0.0: (-1.0, 0.0, 0.0)}  # ant, inf, lat
+# Initial (Q) forces point away from an infarct: anterior -> posterior, inferior -> up, lateral -> right.
+_AWAY_FROM_SCAR = {"anterior": (0.0, 0.0, 1.0), "inferior": (0.0, -1.0, 0.0), "lateral": (-1.0, 0.0, 0.0)}
 
 
-def cmr_effects(p: EcgParams, *, dilation: float, hf: float, af: bool, q_wave_mi_territory: float | None,
+def cmr_effects(p: EcgParams, *, dilation: float, hf: float, af: bool, q_wave_mi_territory: str | None,
                 strength: float) -> EcgParams:
     """Imprint of the CMR latents; AF changes the rhythm whatever ``strength`` is."""
     d, h = dilation * strength, hf * strength

@@ -51,6 +51,7 @@ CXR_LABEL_OF = {"cardiomegaly": "heart", "edema": "fluid", "pleural_effusion": "
 CXR_CORR = np.array([[1.0, 0.45, 0.35], [0.45, 1.0, 0.55], [0.35, 0.55, 1.0]])
 CXR_DRIFT = np.array([0.25, 0.6, 0.6])  # visit-to-visit drift of each latent
 CMR_LABELS = ("mi", "cardiomyopathy", "af", "hf")
+TERRITORIES = ("anterior", "inferior", "lateral")  # LAD, RCA, LCx
 DEFAULT_PREVALENCE = {"cardiomegaly": 0.30, "pleural_effusion": 0.25, "edema": 0.20,
                       "mi": 0.12, "cardiomyopathy": 0.10, "af": 0.10, "hf": 0.12}
 LINK_SLOPE = 3.0  # logit per latent SD: the label is a sharp but noisy function of the latent
@@ -151,7 +152,7 @@ class CmrState:
     dilation: float
     mi: bool  # true infarct (before label noise)
     scar_deg: float  # angular extent of the scar (0 without MI)
-    scar_center_deg: float  # territory: anterior 90, inferior 270, lateral 0 (image-angle convention)
+    territory: str  # coronary territory of the scar: anterior | inferior | lateral
     af: bool
     ef: float  # ejection fraction
     hf_score: float  # standardised heart-failure severity
@@ -163,12 +164,12 @@ def cmr_states(rng: np.random.Generator, n: int, knobs: Knobs) -> list[CmrState]
     d = 0.3 * u + np.sqrt(1 - 0.09) * rng.standard_normal(n)
     mi = rng.random(n) < sigmoid(intercept_for(knobs.prevalence_of("mi")) + LINK_SLOPE * u)
     scar = np.where(mi, rng.uniform(45, 110, n), 0.0)
-    territory = rng.choice(np.array([90.0, 270.0, 0.0]), size=n, p=[0.5, 0.3, 0.2])
+    territory = rng.choice(np.array(TERRITORIES), size=n, p=[0.5, 0.3, 0.2])
     af = rng.random(n) < knobs.prevalence_of("af")
     ef = np.clip(0.61 - 0.05 * d - 0.5 * scar / 360.0 - 0.03 * af + 0.035 * rng.standard_normal(n), 0.15, 0.75)
     hf = (0.58 - ef) / 0.06 + 0.4 * d + 0.5 * rng.standard_normal(n)
     hf = (hf - hf.mean()) / hf.std() if n > 1 else hf / 1.3  # standardised over the cohort
-    return [CmrState(float(u[i]), float(d[i]), bool(mi[i]), float(scar[i]), float(territory[i]), bool(af[i]),
+    return [CmrState(float(u[i]), float(d[i]), bool(mi[i]), float(scar[i]), str(territory[i]), bool(af[i]),
                      float(ef[i]), float(hf[i])) for i in range(n)]
 
 

@@ -1,0 +1,48 @@
+"""End to end on CPU: every stage with 2 Ray Train workers, stage reuse, and test-split hygiene."""
+
+from __future__ import annotations
+
+import pytest
+
+from xmodal.config import apply_overrides
+from xmodal.data.pipeline import read_access_log
+from xmodal.stages.chain import run_chain
+from xmodal.stages.store import StageStore
+
+pytestmark = pytest.mark.integration
+
+
+def test_chain_runs_reuses_shared_stages_and_keeps_test_split_closed(ray_local, smoke_cfg):
+    cfg = apply_overrides(smoke_cfg, {"scaling.num_workers": 2})
+    first = run_chain(cfg, verbose=False)
+    store = StageStore(first.shards.storage)
+    for name in ("image_pretrain", "ecg_ssl", "align", "finetune"):
+        out = first.stages[name]
+        assert store.exists(name, out.key) and not out.reused
+        meta = store.load(name, out.key).meta
+        assert meta["config"]["data"]["pathology"] == cfg.data.pathology
+        assert meta["data_fingerprint"] and meta["code_version"]
+    # Validation metrics were reported every epoch of align and finetune.
+    for name, epochs in (("align", cfg.align.epochs), ("finetune", cfg.finetune.epochs)):
+        hist = first.stages[name].metrics["history"]
+        assert [h["epoch"] for h in hist] == list(range(epochs))
+        assert all(0.0 <= h["val_auroc"] <= 1.0 and "val_auprc" in h and "val_loss" in h for h in hist)
+    assert 0.0 <= first.val["val_auroc"] <= 1.0
+
+    # Only the AHNP settings change: shared stages, shards and image features are reused, so no image
+    # is decoded (preprocessing) or encoded (features) again.
+    second = run_chain(apply_overrides(cfg, {"loss.strategy": "exp", "loss.alpha": 2.0}), verbose=False)
+    assert second.reused == {"preprocess": True, "image_pretrain": True, "ecg_ssl": True, "features": True,
+                             "align": False, "finetune": False}
+    assert second.stages["image_pretrain"].key == first.stages["image_pretrain"].key
+    assert second.stages["align"].key != first.stages["align"].key
+
+    log = read_access_log(first.shards.storage, first.shards.key)
+    assert log and all(r["split"] != "test" for r in log), "a stage read the test split"
+
+    # The explicit final evaluation is the one reader of the test split.
+    third = run_chain(cfg, evaluate_test=True, verbose=False)
+    assert all(third.reused.values())
+    assert 0.0 <= third.test["auroc"] <= 1.0 and third.test["auroc_lo"] <= third.test["auroc_hi"]
+    tests = [r for r in read_access_log(first.shards.storage, first.shards.key) if r["split"] == "test"]
+    assert [r["purpose"] for r in tests] == ["final_evaluation"]
