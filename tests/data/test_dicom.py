@@ -120,9 +120,14 @@ def test_pad_keeps_aspect_and_crop_fills_the_square(make_dicom):
 
 
 def test_resize_is_antialiased(make_dicom):
-    checker = (np.indices((256, 256)).sum(axis=0) % 2 * 4000).astype(np.uint16)  # 1-pixel checkerboard
-    x = read_cxr(make_dicom("checker.dcm", checker), size=64)
-    np.testing.assert_allclose(x, 0.5, atol=1e-6)  # nearest-neighbour would give all 0 or all 1
+    def checker(n: int) -> np.ndarray:  # 1-pixel checkerboard, 0 / 4000
+        return (np.indices((n, n)).sum(axis=0) % 2 * 4000).astype(np.uint16)
+
+    # Point sampling (nearest or plain bilinear) would return 0s and 1s; area averaging returns grey.
+    x = read_cxr(make_dicom("checker3.dcm", checker(192)), size=64)  # 3x3 blocks: 4/9 or 5/9 bright
+    assert np.all(np.isclose(x, 4 / 9, atol=1e-6) | np.isclose(x, 5 / 9, atol=1e-6))
+    x = read_cxr(make_dicom("checker256.dcm", checker(256)), size=100)  # factor 2.56
+    np.testing.assert_allclose(x, 0.5, atol=1e-6)
     ramp = np.tile(np.linspace(0, 4000, 300).astype(np.uint16), (300, 1))
     y = read_cxr(make_dicom("ramp.dcm", ramp), size=70)  # non-integer factor (300 -> 70)
     assert np.all(np.diff(y[35]) > 0) and abs(y.mean() - 0.5) < 0.01
@@ -146,14 +151,32 @@ def _compressed(make_dicom, tmp_path, uid, name, **kwargs):
 
 @pytest.mark.parametrize("uid", [JPEG2000Lossless, RLELossless])
 def test_lossless_compression_round_trips_exactly(make_dicom, tmp_path, uid):
-    src, packed = _compressed(make_dicom, tmp_path, uid, "lossless.dcm")
-    np.testing.assert_allclose(read_cxr(packed, size=64), read_cxr(src, size=64), atol=1e-6)
+    src, packed = _compressed(make_dicom, tmp_path, uid, "lossless.dcm")  # 96x128 at size 128: full decode
+    np.testing.assert_allclose(read_cxr(packed, size=128), read_cxr(src, size=128), atol=1e-6)
 
 
 def test_lossy_jpeg2000_is_close(make_dicom, tmp_path):
     src, packed = _compressed(make_dicom, tmp_path, JPEG2000, "lossy.dcm", j2k_cr=[20])
-    diff = np.abs(read_cxr(packed, size=64) - read_cxr(src, size=64))
+    diff = np.abs(read_cxr(packed, size=128) - read_cxr(src, size=128))
     assert diff.mean() < 0.01 and diff.max() < 0.1
+
+
+@pytest.mark.parametrize("bits", [12, 16])
+def test_large_jpeg2000_decodes_at_reduced_resolution(make_dicom, tmp_path, monkeypatch, bits):
+    if not get_encoder(JPEG2000Lossless).is_available:
+        pytest.skip("no JPEG 2000 encoder installed (pip install pylibjpeg pylibjpeg-openjpeg)")
+    img = phantom(384, 512).astype(np.uint32) << (bits - 12)
+    src = make_dicom("big.dcm", img.astype(np.uint16), bits_stored=bits)
+    ds = pydicom.dcmread(src)
+    ds.compress(JPEG2000Lossless)
+    ds.save_as(tmp_path / "big_j2k.dcm")
+    levels = []
+    original = dicom._j2k_reduced
+    monkeypatch.setattr(dicom, "_j2k_reduced", lambda d, r: levels.append(r) or original(d, r))
+    fast = read_cxr(tmp_path / "big_j2k.dcm", size=64)  # 512 -> 64: wavelet level 3 (64x48), no resize left
+    assert levels == [8.0] and original(pydicom.dcmread(tmp_path / "big_j2k.dcm"), 8.0).shape == (48, 64)
+    diff = np.abs(fast - read_cxr(src, size=64))
+    assert diff.mean() < 0.01 and diff.max() < 0.06
 
 
 def test_jpeg_ls_lossless_decodes_like_uncompressed():
@@ -218,6 +241,9 @@ def test_error_cases_name_the_file_and_nothing_identifying(make_dicom, tmp_path)
         "multi.dcm": "multi-frame file",
     }
     make_dicom("multi.dcm", np.stack([phantom()] * 3))
+    make_dicom("badwindow.dcm", phantom(), WindowCenter=100, WindowWidth=0)
+    make_dicom("rgb.dcm", phantom(), photometric="RGB")
+    cases.update({"badwindow.dcm": "Window Width must be", "rgb.dcm": "expected a greyscale"})
     for name, reason in cases.items():
         with pytest.raises(RecordError) as err:
             read_cxr(tmp_path / name)

@@ -57,15 +57,22 @@ def test_log_weights_match_reference_rows(strategy):
             torch.testing.assert_close(got[i], torch.tensor(want, dtype=torch.float64), rtol=1e-12, atol=1e-12)
 
 
-def test_topk_counts_per_row_and_no_gradient():
+@pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
+def test_topk_counts_per_row_and_no_gradient(ties):
     y = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 2])  # rows see 7, 8 and 5 negatives
-    cos = torch.randn(10, 10, requires_grad=True)
-    logw = hard_negative_log_weights(cos, y, y, "topk", 0.3, 2.0, 0.1)
+    cos = torch.randn(10, 10)
+    if ties:  # duplicated samples (balanced sampling draws with replacement) give exactly equal cosines
+        cos = (cos > 0).float()
+    logw = hard_negative_log_weights(cos.requires_grad_(), y, y, "topk", 0.3, 2.0, 0.1)
     assert not logw.requires_grad
     n_neg = (y[:, None] != y[None, :]).sum(1)
     n_up = (logw > 0).sum(1)
     assert n_up.tolist() == [math.ceil(0.3 * n) for n in n_neg.tolist()]  # [3, 3, 3, 3, 3, 2, 2, ...]
     assert not (logw > 0)[y[:, None] == y[None, :]].any()  # positives are never weighted
+    # the weighted negatives are the most similar ones: none left out is more similar than one chosen
+    for i in range(10):
+        chosen, rest = cos[i][logw[i] > 0], cos[i][(logw[i] == 0) & (y != y[i])]
+        assert rest.numel() == 0 or chosen.min() >= rest.max()
 
 
 @pytest.mark.parametrize("strategy", ["none", "topk"])

@@ -69,11 +69,13 @@ def hard_negative_log_weights(cos: torch.Tensor, labels_a: torch.Tensor, labels_
         return torch.zeros_like(cos)
     if strategy == "topk":
         n_neg = neg.sum(dim=1)  # (B,) per-row counts differ
-        n_top = torch.ceil(k * n_neg.double()).long().clamp(min=1)  # rows without negatives select nothing below
-        # Rank the negatives of each row by similarity (positives pushed to the end with -inf).
-        order = cos.masked_fill(~neg, -math.inf).argsort(dim=1, descending=True, stable=True)
-        ranks = torch.empty_like(order).scatter_(1, order, torch.arange(cos.shape[1], device=cos.device).expand_as(order))
-        top = neg & (ranks < n_top[:, None])
+        n_top = torch.ceil(k * n_neg.double()).long().clamp(min=1)  # (B,) rows without negatives: masked below
+        # Take the k_max = ceil(k B') most similar candidates per row (positives pushed last with -inf;
+        # a static bound, so no device sync), then keep the first n_top[i] of them in row i.
+        k_max = min(cos.shape[1], math.ceil(k * cos.shape[1]))
+        idx = cos.masked_fill(~neg, -math.inf).topk(k_max, dim=1).indices  # (B, k_max), most similar first
+        keep = torch.arange(k_max, device=cos.device) < n_top[:, None]  # (B, k_max)
+        top = torch.zeros_like(neg).scatter_(1, idx, keep) & neg
         return torch.where(top, torch.full_like(cos, math.log(alpha)), zero)
     if strategy == "linear":
         has_neg = neg.any(dim=1, keepdim=True)

@@ -8,19 +8,21 @@ pathology (``--pathologies edema``) with a shared ``--storage``: the stage cache
 
 from __future__ import annotations
 
+import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from xmodal.config import ExperimentConfig, apply_overrides, save_yaml
+from xmodal.config import ExperimentConfig, apply_overrides
 from xmodal.errors import SearchError
 from xmodal.search.driver import SearchOptions, base_for, max_concurrent, overrides_of, refit, tune_pathology
 from xmodal.search.progress import ProgressLine
 from xmodal.search.space import SearchSpace, published_point
+from xmodal.storage import Storage
 
 CXR_PATHOLOGIES = ("cardiomegaly", "pleural_effusion", "edema")
 CMR_PATHOLOGIES = ("mi", "cardiomyopathy", "af", "hf")
@@ -61,7 +63,6 @@ def _group(refits: pd.DataFrame, configs: list[dict], seeds: int) -> pd.DataFram
 
 def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: SearchOptions, *,
                cluster: dict, storage: str, warm_points: list[dict]) -> PathologyResult:
-    from xmodal.stages import align, ecg_ssl
     from xmodal.stages.chain import check_splits, prepare, run_chain
     from xmodal.stages.evaluate import predict_many
     from xmodal.stages.store import StageStore
@@ -151,7 +152,8 @@ def run_search(cfg: ExperimentConfig, pathologies: list[str], space: SearchSpace
     storage = opts.storage or str(Path(cfg.data.storage) / "tune")
     if "://" not in storage:
         storage = str(Path(storage).resolve())
-    out = Path(opts.reports) / opts.run
+    remote = "://" in opts.reports
+    out = Path(tempfile.mkdtemp(prefix="xmodal-report-")) if remote else Path(opts.reports) / opts.run
     results: list[PathologyResult] = []
     for p in pathologies:
         warm = [r.recommended for r in results] if opts.warm_start else []
@@ -159,8 +161,6 @@ def run_search(cfg: ExperimentConfig, pathologies: list[str], space: SearchSpace
         write_pathology(res, out / p)
         results.append(res)
         write_summary(results, out, opts)
+        if remote:  # s3:// or gs:// reports: written locally, then copied up after each pathology
+            Storage(opts.reports).upload_dir(out, opts.run)
     return results
-
-
-def config_comment(res: PathologyResult) -> str:
-    return f"xmodal recommended config for {res.pathology} (best mean validation AUROC over refit seeds)"

@@ -16,7 +16,7 @@ from xmodal.augment.views import TwoViews
 from xmodal.augment.vcg import VCGAugment
 from xmodal.config import ExperimentConfig, SSLConfig, from_dict
 from xmodal.data.pipeline import ShardSet, open_split
-from xmodal.losses.registry import NTXentLoss
+from xmodal.losses.ntxent import NTXentLoss
 from xmodal.models.heads import ProjectionHead
 from xmodal.models.registry import build_ecg_encoder
 from xmodal.stages import loop as L
@@ -93,7 +93,7 @@ def train_loop(lc: dict) -> None:
             return ((rec.float() - x) ** 2).masked_select(m.expand_as(x)).mean()
         v1, v2 = views(x, generator=gen)
         z1, z2 = model(v1, v2)
-        return ntxent(z1=z1, z2=z2)["ntxent_loss"]
+        return ntxent({"z1": z1, "z2": z2})["ntxent_loss"]
 
     for epoch in range(st.epoch, sc.epochs):
         net.train()

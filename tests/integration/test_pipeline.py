@@ -1,0 +1,56 @@
+"""Ray Data round trip: raw WFDB + DICOM -> Parquet shards -> streamed batches, bad records listed."""
+
+from __future__ import annotations
+
+import pytest
+
+from xmodal.config import ECGPreprocessConfig, ImagePreprocessConfig
+from xmodal.data.manifest import load_manifest
+from xmodal.data.pipeline import bad_records, open_split, preprocess, read_access_log
+from xmodal.storage import Storage
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def broken_cohort(tmp_path):
+    from xmodal.data.synthetic import ensure_demo_cohort
+
+    manifest = ensure_demo_cohort(tmp_path / "c", subjects=40, seed=11, kind="cxr", cxr_shape=(64, 64))
+    df = load_manifest(manifest)
+    ecg, img = df["ecg_path"].iloc[0], df["image_path"].iloc[1]
+    dat = ecg + ".dat"
+    with open(dat, "r+b") as f:  # truncate the signal file to a third
+        f.truncate(len(open(dat, "rb").read()) // 3)
+    with open(img, "wb") as f:
+        f.write(b"this is not a DICOM file")
+    return df, ecg, img
+
+
+def test_preprocess_skips_counts_and_lists_bad_records(ray_local, broken_cohort, tmp_path, capsys):
+    df, bad_ecg, bad_img = broken_cohort
+    st = Storage(str(tmp_path / "store"))
+    ecg_cfg, img_cfg = ECGPreprocessConfig(), ImagePreprocessConfig(size=32)
+    shards = preprocess(df, ecg_cfg, img_cfg, st, shard_rows=16)
+    assert not shards.reused
+    assert shards.counts["rows"] == len(df) and shards.counts["bad"] == 2 and shards.counts["ok"] == len(df) - 2
+    assert "2 bad" in capsys.readouterr().out
+    bad = bad_records(shards)
+    assert sorted(bad["file"]) == sorted([bad_ecg, bad_img])
+    assert all(r for r in bad["reason"])
+
+    again = preprocess(df, ecg_cfg, img_cfg, st, shard_rows=16)
+    assert again.reused and again.key == shards.key
+    assert preprocess(df, ecg_cfg, ImagePreprocessConfig(size=48), st, shard_rows=16).key != shards.key
+
+    ds = open_split(shards.data_uri, "train", storage=st, key=shards.key, columns=["ecg", "image", "cardiomegaly"])
+    n = 0
+    for batch in ds.iter_torch_batches(batch_size=8):
+        assert batch["ecg"].shape[1:] == (12, 1000) and str(batch["ecg"].dtype) == "torch.float16"
+        assert batch["image"].shape[1:] == (32, 32) and str(batch["image"].dtype) == "torch.uint8"
+        n += len(batch["ecg"])
+    assert n == shards.counts["per_split"]["train"] > 0
+
+    with pytest.raises(PermissionError):
+        open_split(shards.data_uri, "test", storage=st, key=shards.key)
+    assert {r["split"] for r in read_access_log(st, shards.key)} == {"train"}
