@@ -15,13 +15,34 @@ Batches may differ in size across ranks (the first dimension is exchanged and pa
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from typing import Iterator
+
 import torch
 import torch.distributed as dist
 
+_local = threading.local()
+
 
 def is_distributed() -> bool:
-    """True when a torch.distributed process group is initialised."""
-    return dist.is_available() and dist.is_initialized()
+    """True when a torch.distributed process group is initialised (and not inside :func:`local_only`)."""
+    return dist.is_available() and dist.is_initialized() and not getattr(_local, "off", False)
+
+
+@contextlib.contextmanager
+def local_only() -> Iterator[None]:
+    """Act as a single process inside the block: the losses use this rank's batch only.
+
+    For work one rank does alone (validation on rank 0): a collective there would wait forever for
+    ranks that never join it.
+    """
+    prev = getattr(_local, "off", False)
+    _local.off = True
+    try:
+        yield
+    finally:
+        _local.off = prev
 
 
 def rank() -> int:

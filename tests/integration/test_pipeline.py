@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from xmodal.config import ECGPreprocessConfig, ImagePreprocessConfig
@@ -19,7 +21,7 @@ def broken_cohort(tmp_path):
     manifest = ensure_demo_cohort(tmp_path / "c", subjects=40, seed=11, kind="cxr", cxr_shape=(64, 64))
     df = load_manifest(manifest)
     ecg, img = df["ecg_path"].iloc[0], df["image_path"].iloc[1]
-    dat = ecg + ".dat"
+    dat = str(Path(ecg).with_suffix(".dat"))
     with open(dat, "r+b") as f:  # truncate the signal file to a third
         f.truncate(len(open(dat, "rb").read()) // 3)
     with open(img, "wb") as f:

@@ -18,6 +18,8 @@ Their names are also stored in the Parquet schema metadata (``xmodal.labels``).
 
 Paths under the manifest's folder are stored relative to it, so a cohort folder can be moved or
 copied whole; paths elsewhere are stored absolute. :func:`load_manifest` returns absolute paths.
+Manifests can live on any ``pyarrow.fs`` URI (``s3://``, ``gs://``, ``file://``): there, relative
+paths are joined to the manifest folder's URI.
 
     report = build_mimic_manifest(ecg_root, cxr_root, "cohort/manifest.parquet")
     df = load_manifest("cohort/manifest.parquet")   # validated; ManifestError lists every problem
@@ -28,14 +30,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from xmodal.errors import ConfigError, ManifestError
@@ -218,33 +223,67 @@ def assign_splits(subject_ids: Iterable[object], *, fractions: Sequence[float] =
 # ----------------------------------------------------------------------------------------------
 
 
+def _is_uri(p: object) -> bool:
+    return isinstance(p, str) and "://" in p
+
+
+def _local_of_uri(uri: str) -> str | None:
+    """The local path of a ``file://`` URI (None for any other scheme)."""
+    parts = urlsplit(uri)
+    return unquote(parts.path) if parts.scheme == "file" else None
+
+
 def _folder(manifest_path: str | Path) -> str:
-    return os.path.dirname(os.path.abspath(os.fspath(manifest_path)))
+    """The manifest's folder: a local absolute path, or a URI (``s3://bucket/cohort``) when remote."""
+    text = os.fspath(manifest_path)
+    if _is_uri(text):
+        local = _local_of_uri(text)
+        return os.path.dirname(local) if local is not None else text.rstrip("/").rsplit("/", 1)[0]
+    return os.path.dirname(os.path.abspath(text))
+
+
+def _join_uri(base: str, rel: str) -> str:
+    """``("s3://b/cohort", "ecg/../x.hea")`` -> ``"s3://b/x.hea"``."""
+    scheme, rest = base.split("://", 1)
+    return f"{scheme}://{posixpath.normpath(rest + '/' + rel)}"
 
 
 def resolve_paths(df: pd.DataFrame, manifest_path: str | Path) -> pd.DataFrame:
-    """A copy of ``df`` whose relative paths are made absolute against the manifest's folder."""
+    """A copy of ``df`` whose relative paths are made absolute against the manifest's folder.
+
+    For a remote manifest (``s3://``, ``gs://``...) relative paths are joined to its folder's URI.
+    """
     base = _folder(manifest_path)
+    remote = _is_uri(base)
+
+    def absolute(p: object) -> object:
+        if not isinstance(p, str) or _is_uri(p) or os.path.isabs(p):
+            return p
+        return _join_uri(base, p) if remote else os.path.normpath(os.path.join(base, p))
+
     out = df.copy()
     for c in PATH_COLUMNS:
         if c in out.columns:
-            out[c] = [p if (not isinstance(p, str) or "://" in p or os.path.isabs(p))
-                      else os.path.normpath(os.path.join(base, p)) for p in out[c]]
+            out[c] = [absolute(p) for p in out[c]]
     return out
 
 
 def relativize_paths(df: pd.DataFrame, manifest_path: str | Path) -> pd.DataFrame:
     """A copy of ``df`` with paths under the manifest's folder made relative (POSIX separators).
 
-    Relative input paths are taken relative to the current directory, as Python does.
+    Relative input paths are taken relative to the current directory, as Python does. For a
+    remote manifest, URIs under its folder's URI become relative; other paths are kept.
     """
     base = _folder(manifest_path)
+    remote = _is_uri(base)
 
     def rel(p: object) -> object:
-        if not isinstance(p, str) or "://" in p:
+        if not isinstance(p, str):
             return p
+        if _is_uri(p):
+            return p[len(base) + 1:] if remote and p.startswith(base + "/") else p
         p = os.path.abspath(p)
-        if os.path.commonpath([base, p]) == base:
+        if not remote and os.path.commonpath([base, p]) == base:
             return Path(os.path.relpath(p, base)).as_posix()
         return p
 
@@ -286,40 +325,58 @@ def _normalise(df: pd.DataFrame) -> pd.DataFrame:
     return out[cols].reset_index(drop=True)
 
 
-def save_manifest(df: pd.DataFrame, path: str | Path) -> Path:
+def _filesystem(path: str | Path) -> tuple[pafs.FileSystem, str]:
+    """``(filesystem, path on it)`` of a local path or any ``pyarrow.fs`` URI."""
+    text = os.fspath(path)
+    if not _is_uri(text):
+        return pafs.LocalFileSystem(), os.path.abspath(text)
+    try:
+        return pafs.FileSystem.from_uri(text)
+    except (pa.ArrowException, ValueError, OSError) as e:
+        raise ManifestError(f"{text}: cannot open this URI with pyarrow.fs ({e})") from None
+
+
+def save_manifest(df: pd.DataFrame, path: str | Path) -> Path | str:
     """Validate ``df`` and write it to ``path`` (Parquet, atomically); returns the path.
 
-    Paths under ``path``'s folder are stored relative to it. Raises :class:`ManifestError`
-    listing every problem when the table is not a valid manifest.
+    ``path`` is a local path or a ``pyarrow.fs`` URI (``s3://``, ``gs://``, ``file://``). Paths
+    under its folder are stored relative to it. Raises :class:`ManifestError` listing every
+    problem when the table is not a valid manifest.
     """
-    path = Path(path)
     df = _normalise(df)
     check_manifest(df, source=path)
     labels = label_columns(df)
     table = pa.Table.from_pandas(relativize_paths(df, path), schema=arrow_schema(labels), preserve_index=False)
     table = table.replace_schema_metadata(arrow_schema(labels).metadata)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fs, target = _filesystem(path)
+    if not isinstance(fs, pafs.LocalFileSystem):  # an object store writes each object atomically
+        fs.create_dir(posixpath.dirname(target), recursive=True)
+        pq.write_table(table, target, filesystem=fs)
+        return os.fspath(path)
+    local = Path(target)
+    local.parent.mkdir(parents=True, exist_ok=True)
+    tmp = local.with_name(f".{local.name}.{os.getpid()}.tmp")
     pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return path
+    os.replace(tmp, local)
+    return os.fspath(path) if _is_uri(os.fspath(path)) else Path(path)
 
 
 def manifest_labels(path: str | Path) -> list[str]:
     """The label names stored in a manifest's schema metadata (reads the footer only)."""
-    schema = _read_schema(Path(path))
+    schema = _read_schema(path)
     raw = (schema.metadata or {}).get(b"xmodal.labels")
     if raw is None:
         return [n for n in schema.names if n not in FIXED_COLUMNS]
     return list(json.loads(raw))
 
 
-def _read_schema(path: Path) -> pa.Schema:
-    if not path.is_file():
+def _read_schema(path: str | Path) -> pa.Schema:
+    fs, target = _filesystem(path)
+    if fs.get_file_info(target).type != pafs.FileType.File:
         raise ManifestError(f"{path}: manifest not found (build one with build_mimic_manifest / "
                             "build_csv_manifest, or leave data.manifest empty for the synthetic demo)")
     try:
-        return pq.read_schema(path)
+        return pq.read_schema(target, filesystem=fs)
     except (pa.ArrowException, OSError) as e:
         raise ManifestError(f"{path}: not a Parquet manifest ({e})") from None
 
@@ -327,13 +384,15 @@ def _read_schema(path: Path) -> pa.Schema:
 def load_manifest(path: str | Path, *, resolve: bool = True) -> pd.DataFrame:
     """Read and validate a manifest; paths come back absolute unless ``resolve=False``.
 
+    ``path`` is a local path or a ``pyarrow.fs`` URI. Relative paths are resolved against the
+    manifest's folder: a local folder (``file://`` included), or the folder's URI when remote.
     Raises :class:`ManifestError` naming the file when it is missing or not Parquet, and one
     ``ManifestError`` listing every problem when its content is invalid.
     """
-    path = Path(path)
     _read_schema(path)
+    fs, target = _filesystem(path)
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(target, filesystem=fs)
     except (pa.ArrowException, OSError) as e:
         raise ManifestError(f"{path}: not a readable Parquet manifest ({e})") from None
     df = table.to_pandas()
@@ -354,7 +413,7 @@ def load_manifest(path: str | Path, *, resolve: bool = True) -> pd.DataFrame:
 class BuildReport:
     """What a manifest builder did: counts at each step, splits and label statistics."""
 
-    manifest_path: Path
+    manifest_path: Path | str  # a local path or a pyarrow.fs URI
     steps: list[tuple[str, int]] = field(default_factory=list)  # ordered funnel: (step, count)
     splits: dict[str, tuple[int, int]] = field(default_factory=dict)  # split -> (subjects, pairs)
     labels: dict[str, dict[str, float]] = field(default_factory=dict)  # label -> pos/neg/unknown/...

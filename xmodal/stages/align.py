@@ -22,6 +22,7 @@ from xmodal.metrics import binary_metrics
 from xmodal.models.phase import phase_pool, rpeak_phase_boundaries
 from xmodal.models.heads import ClassificationHead, ProjectionHead
 from xmodal.models.registry import build_ecg_encoder
+from xmodal.dist import local_only
 from xmodal.stages import ecg_ssl
 from xmodal.stages import loop as L
 from xmodal.stages.features import FeatureSet
@@ -121,7 +122,7 @@ def train_loop(lc: dict) -> None:
         metrics, score = {"train_loss": total / max(n, 1)}, 0.0
         if w.is_main:
             m = L.unwrap(net).eval()
-            with torch.no_grad():
+            with torch.no_grad(), local_only():  # rank 0 alone: no cross-rank gather
                 vl = [L.sum_losses(loss_fn(m(L.to_device(b, w.device)))).item()
                       for b in L.minibatches(val, sc.batch_size, seed=0, epoch=0, shuffle=False)]
             tz, vz = (L.predict(lambda b: m.embed(b["ecg"]), d, w) for d in (train, val))

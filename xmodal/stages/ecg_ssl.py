@@ -16,6 +16,7 @@ from xmodal.augment.views import TwoViews
 from xmodal.augment.vcg import VCGAugment
 from xmodal.config import ExperimentConfig, SSLConfig, from_dict
 from xmodal.data.pipeline import ShardSet, open_split
+from xmodal.dist import local_only
 from xmodal.losses.ntxent import NTXentLoss
 from xmodal.models.heads import ProjectionHead
 from xmodal.models.registry import build_ecg_encoder
@@ -110,7 +111,7 @@ def train_loop(lc: dict) -> None:
         if w.is_main:
             model = L.unwrap(net).eval()
             vgen = torch.Generator().manual_seed(12345)
-            with torch.no_grad():
+            with torch.no_grad(), local_only():  # rank 0 alone: no cross-rank gather
                 losses = [loss_of(model, b["ecg"].to(w.device), vgen).item()
                           for b in L.minibatches(val, sc.batch_size, seed=0, epoch=0, shuffle=False)]
             metrics["val_loss"] = sum(losses) / max(len(losses), 1)

@@ -7,6 +7,7 @@ checkpoint when the same stage (same key) runs again, and a restarted Tune trial
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Callable
 
 import torch
@@ -51,7 +52,9 @@ def run_stage(stage: str, key: str, loop: Callable[[dict], None], *, cfg: Experi
             callbacks=callbacks or [],
         ),
     )
+    t0 = time.perf_counter()
     result = trainer.fit()
+    seconds = time.perf_counter() - t0
     if result.checkpoint is None:
         raise RuntimeError(f"{stage} finished without a checkpoint (error: {result.error})")
     with result.checkpoint.as_directory() as d:
@@ -59,8 +62,9 @@ def run_stage(stage: str, key: str, loop: Callable[[dict], None], *, cfg: Experi
     st = blob["train_state"]
     best = max(st.history, key=lambda m: m.get("score", -1e9)) if st.history else {}
     out = store.save(stage, key, state=st.best_state, optimizer=blob["optimizer"],
-                     meta={**meta, "config": to_dict(cfg), "metrics": {"best": best, "history": st.history}})
+                     meta={**meta, "config": to_dict(cfg), "seconds": round(seconds, 2),
+                           "metrics": {"best": best, "history": st.history}})
     if verbose:
         shown = {k: round(v, 4) for k, v in best.items() if k.startswith("val_") and isinstance(v, float)}
-        print(f"[xmodal] {stage}: trained {key} in {len(st.history)} epochs; best {shown}")
+        print(f"[xmodal] {stage}: trained {key} in {len(st.history)} epochs, {seconds:.1f}s; best {shown}")
     return out

@@ -26,7 +26,7 @@ from xmodal.data.synthetic import cohort, ukbb
 from xmodal.data.synthetic.latent import Knobs
 from xmodal.errors import ConfigError
 
-GENERATOR_VERSION = 1  # bump when a change alters the generated files
+GENERATOR_VERSION = 2  # bump when a change alters the generated files
 KINDS = ("cxr", "cmr")
 DATA_DIRS = {"cxr": (cohort.ECG_DIR, cohort.CXR_DIR), "cmr": (ukbb.UKBB_DIR,)}
 MANIFEST = "manifest.parquet"
@@ -121,6 +121,10 @@ def ensure_demo_cohort(root: str | Path, *, subjects: int = 600, seed: int = 0, 
     ``cxr_shape=(3000, 2500)``, ``prevalence={"edema": 0.3}``...). Unknown knobs raise ConfigError.
     """
     root = Path(root)
+    if kind not in KINDS:  # checked before the folder is touched
+        raise ConfigError(f"kind={kind!r} is not one of {', '.join(KINDS)}")
+    if subjects < 1:
+        raise ConfigError(f"subjects={subjects} must be >= 1")
     k = Knobs.from_dict(knobs)
     params = cohort_params(subjects=subjects, seed=seed, kind=kind, knobs=k)
     stamp, manifest = root / "cohort.json", root / MANIFEST

@@ -7,20 +7,22 @@
   CardiacNumberOfImages and a shared SeriesInstanceUID (files named by SOPInstanceUID, so
   their order on disk is not the temporal order, as in UK Biobank's zips).
 
-UIDs are ``2.25.<n>`` UUID-derived UIDs from :func:`pydicom.uid.generate_uid` with entropy from the
-cohort seed and the object's identity, so regenerating a cohort rewrites identical bytes.
+UIDs are ``2.25.<n>`` UUID-derived UIDs hashed from the cohort seed and the object's identity, so
+regenerating a cohort rewrites identical bytes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import uuid
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian
 
 ADC_GAIN = 200.0  # digital units per mV (MIMIC-IV-ECG)
 DX_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
@@ -36,8 +38,12 @@ ORIENTATION_CODES = {"Erect": "F-10440", "Recumbent": "F-10450"}  # PatientOrien
 
 
 def deterministic_uid(seed: int, *parts: object) -> str:
-    """A valid, unique-looking DICOM UID that depends only on the seed and ``parts``."""
-    return str(generate_uid(prefix=None, entropy_srcs=[f"xmodal-synthetic:{seed}", *map(str, parts)]))
+    """A valid ``2.25.<uuid>`` DICOM UID that depends only on the seed and ``parts``.
+
+    (``pydicom.uid.generate_uid(prefix=None, ...)`` ignores its entropy and draws a random UUID.)
+    """
+    text = "\x1f".join(["xmodal-synthetic", str(seed), *map(str, parts)])
+    return f"2.25.{uuid.UUID(bytes=hashlib.sha256(text.encode()).digest()[:16], version=4).int}"
 
 
 def write_wfdb(directory: Path, record: str, signal_mv: np.ndarray, leads: Sequence[str], *, fs: int,
