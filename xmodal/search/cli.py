@@ -125,7 +125,9 @@ def _main(args: argparse.Namespace) -> int:
     validate_pathologies(pathologies, tuple(label_columns(manifest)), cfg.data.manifest)
 
     need = trial_resources(opts)
-    num_cpus = args.num_cpus or max(os.cpu_count() or 2, int(need["CPU"]) * max(1, opts.max_concurrent) + 1)
+    # Local Ray: logical CPUs for at least two concurrent trials (a trial mostly waits on process
+    # start-up and polling, so two overlap well even on 2 cores) plus one for Ray Data.
+    num_cpus = args.num_cpus or max(os.cpu_count() or 2, int(need["CPU"]) * max(2, opts.max_concurrent) + 1)
     cluster = ensure_ray(num_cpus)
     print(f"[xmodal] Ray: {cluster.get('CPU', 0):g} logical CPUs, {cluster.get('GPU', 0):g} GPUs; "
           f"method {cfg.method}; pathologies {', '.join(pathologies)}; run '{opts.run}'")

@@ -87,6 +87,17 @@ def base_for(cfg: ExperimentConfig, pathology: str, opts: SearchOptions) -> Expe
                                  "scaling.gpus_per_worker": opts.gpus_per_worker})
 
 
+@dataclass(frozen=True)
+class DefineByRun:
+    """The define-by-run space for ``OptunaSearch`` (a picklable callable: Tune checkpoints its searcher)."""
+
+    space: SearchSpace
+    cine: bool
+
+    def __call__(self, t) -> None:
+        self.space.suggest(t, cine=self.cine)
+
+
 def _runner(base: ExperimentConfig):
     from ray import tune
 
@@ -120,7 +131,7 @@ def tune_pathology(base: ExperimentConfig, space: SearchSpace, opts: SearchOptio
     points = [p for p in [published_point(cine, base.align.lr), *extra_points]
               if p.get("loss.strategy") in space.strategies]
     searcher = OptunaSearch(
-        space=lambda t: space.suggest(t, cine=cine), metric=METRIC, mode=MODE,
+        space=DefineByRun(space, cine), metric=METRIC, mode=MODE,
         points_to_evaluate=[clip_point(p, space) for p in points],
         sampler=optuna.samplers.TPESampler(seed=opts.seed, n_startup_trials=max(2, opts.num_samples // 3)),
         storage=optuna.storages.RDBStorage(db), study_name=study)
