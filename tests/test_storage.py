@@ -28,3 +28,14 @@ def test_uri_form_for_object_stores_keeps_scheme():
     st = Storage.__new__(Storage)
     st.uri, st.root, st.is_local = "s3://bucket/xm", "bucket/xm", False
     assert st.uri_of("shards", "k") == "s3://bucket/xm/shards/k"
+
+
+def test_relative_local_storage_survives_a_change_of_working_directory(tmp_path, monkeypatch):
+
+    monkeypatch.chdir(tmp_path)
+    st = Storage("cache")
+    blob = pickle.dumps(st)
+    elsewhere = tmp_path / "worker"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # Ray Train workers run in their own artifacts folder
+    assert pickle.loads(blob).path("x") == str(tmp_path / "cache" / "x")

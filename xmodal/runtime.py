@@ -29,12 +29,12 @@ RAY_ENV = {
 def quiet() -> None:
     """Keep the console to xmodal's own lines: no progress bars, no info logs from Ray."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     for name in ("ray", "ray.data", "ray.train", "ray.tune", "ray.util", "optuna"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
 
 
 def ensure_ray(num_cpus: int | None = None, *, num_gpus: int | None = None) -> dict:

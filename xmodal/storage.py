@@ -28,6 +28,7 @@ class Storage:
             self.fs, self.root = pafs.FileSystem.from_uri(self.uri)
         else:
             self.fs, self.root = pafs.LocalFileSystem(), str(Path(self.uri).expanduser().resolve())
+            self.uri = self.root  # absolute: Ray Train workers run in another working directory
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
 
     def __repr__(self) -> str:

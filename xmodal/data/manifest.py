@@ -179,6 +179,18 @@ def check_no_leakage(df: pd.DataFrame) -> None:
                             "assign splits by subject (xmodal.data.manifest.assign_splits)")
 
 
+def label_split_problem(split: pd.Series, label: pd.Series, name: str) -> str | None:
+    """Why ``name`` cannot be trained and selected on (empty train/val, one class in either), or None."""
+    for part in ("train", "val"):
+        y = label[split == part].dropna()
+        if len(y) == 0:
+            return f"the {part} split has no rows with a known {name!r} label"
+        if y.nunique() < 2:
+            return (f"{name!r} has a single class ({y.iloc[0]:g}) in the {part} split; "
+                    "AUROC is undefined — choose another label or re-split")
+    return None
+
+
 # ----------------------------------------------------------------------------------------------
 # Splits
 # ----------------------------------------------------------------------------------------------

@@ -77,11 +77,14 @@ class _ReadPairs:
         self.n_samples = round(ecg.fs * ecg.seconds)
         self.img_shape = ((image.cine_frames,) if image_kind == "cine" else ()) + (image.size, image.size)
 
-    def _one(self, ecg_path: str, image_path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _one(self, ecg_path: str, image_path: str, failed: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Both records of a pair; ``failed`` names the file being read when an error escapes."""
         from xmodal.data.dicom import read_cine, read_cxr
         from xmodal.data.ecg import read_ecg
 
+        failed[:] = [ecg_path]
         ecg = read_ecg(ecg_path, config=self.ecg)
+        failed[:] = [image_path]
         if self.kind == "cine":
             img = read_cine(image_path, frames=self.image.cine_frames, size=self.image.size, fit=self.image.fit)
             rpeaks = _rpeaks(ecg, self.ecg.fs)
@@ -96,19 +99,21 @@ class _ReadPairs:
         img = np.zeros((n, *self.img_shape), np.uint8)
         rpeaks = np.full((n, MAX_BEATS), -1, np.int32)
         ok = np.zeros(n, bool)
-        errors = np.empty(n, object)
+        errors, bad_file = np.full(n, "", object), np.full(n, "", object)
         for i, (ep, ip) in enumerate(zip(batch["ecg_path"], batch["image_path"])):
+            failed: list = []
             try:
-                ecg[i], img[i], rpeaks[i] = self._one(ep, ip)
-                ok[i], errors[i] = True, ""
+                ecg[i], img[i], rpeaks[i] = self._one(ep, ip, failed)
+                ok[i] = True
             except Exception as e:  # noqa: BLE001 — any failure of one record is listed, never fatal
                 errors[i] = str(e) if hasattr(e, "reason") else f"{type(e).__name__}: {e}"
+                bad_file[i] = failed[0] if failed else ep
         out = {
             "pair_id": batch["pair_id"].to_numpy(str),
             "split": batch["split"].to_numpy(str),
             "ecg_path": batch["ecg_path"].to_numpy(str),
             "image_path": batch["image_path"].to_numpy(str),
-            "ok": ok, "error": errors.astype(str), "ecg": ecg, "image": img, "rpeaks": rpeaks,
+            "ok": ok, "error": errors.astype(str), "bad_file": bad_file.astype(str), "ecg": ecg, "image": img, "rpeaks": rpeaks,
         }
         for lab in self.labels:
             out[lab] = batch[lab].to_numpy(np.float32)
@@ -153,7 +158,8 @@ def preprocess(manifest: pd.DataFrame, ecg: ECGPreprocessConfig, image: ImagePre
     blocks = [df.iloc[i * shard_rows:(i + 1) * shard_rows] for i in range(n_blocks)]
     ds = ray.data.from_pandas(blocks).map_batches(
         _ReadPairs, fn_constructor_args=(ecg, image, kinds[0], labels), batch_format="pandas",
-        batch_size=None, concurrency=(1, max(1, os.cpu_count() or 1)), num_cpus=1)
+        batch_size=None, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, os.cpu_count() or 1)),
+        num_cpus=1, max_restarts=0)  # a decode error is a bad record, not an actor crash
     ds.write_parquet(storage.uri_of("shards", key, "data"), filesystem=None if storage.is_local else storage.fs)
 
     counts = _summarise(storage, key, labels)
@@ -171,10 +177,10 @@ def preprocess(manifest: pd.DataFrame, ecg: ECGPreprocessConfig, image: ImagePre
 def _summarise(storage: Storage, key: str, labels: tuple[str, ...]) -> dict[str, Any]:
     """Count rows per split and write ``bad_records.csv`` from the shards' small columns."""
     dataset = pads.dataset(storage.path("shards", key, "data"), format="parquet", filesystem=storage.fs)
-    t = dataset.to_table(columns=["split", "ok", "error", "ecg_path", "image_path"]).to_pandas()
+    t = dataset.to_table(columns=["split", "ok", "error", "bad_file", "ecg_path", "image_path"]).to_pandas()
     bad = t[~t["ok"]]
-    rows = [{"file": r.ecg_path if r.error.startswith(str(r.ecg_path)) else r.image_path,
-             "ecg_path": r.ecg_path, "image_path": r.image_path, "reason": r.error} for r in bad.itertuples()]
+    rows = [{"file": r.bad_file, "ecg_path": r.ecg_path, "image_path": r.image_path, "reason": r.error}
+            for r in bad.itertuples()]
     csv = pd.DataFrame(rows, columns=["file", "ecg_path", "image_path", "reason"]).to_csv(index=False)
     storage.write_bytes(csv.encode(), "shards", key, "bad_records.csv")
     good = t[t["ok"]]
@@ -232,12 +238,3 @@ def open_split(uri: str, split: str, *, storage: Storage, key: str, columns: lis
 def known(label: str) -> "pc.Expression":
     """Filter expression: ``label`` is neither null nor NaN."""
     return pc.field(label).is_valid() & ~pc.is_nan(pc.field(label))
-
-
-def count_split(uri: str, split: str, storage: Storage) -> int:
-    """Rows of a split without going through Ray (driver-side checks, e.g. empty splits)."""
-    path = uri.split("://", 1)[1] if "://" in uri else uri
-    if not storage.is_local:
-        path = "/".join(path.split("/"))
-    ds = pads.dataset(path, format="parquet", filesystem=storage.fs)
-    return ds.count_rows(filter=(pc.field("split") == split) & (pc.field("ok") == True))  # noqa: E712

@@ -27,6 +27,24 @@ def header(cfg, image_kind_cine: bool) -> dict[str, Any]:
             "sigma": loss.sigma if image_kind_cine else None}
 
 
+def portable(cfg):
+    """``cfg`` with local paths under the working directory made relative (no machine paths in reports)."""
+    from xmodal.config import apply_overrides
+
+    over = {}
+    for key in ("manifest", "storage"):
+        v = getattr(cfg.data, key)
+        if v and "://" not in v:
+            over[f"data.{key}"] = _shown(Path(v))
+    return apply_overrides(cfg, over) if over else cfg
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies under it."""
+    p = Path(path).absolute()
+    return str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(path)
+
+
 def _clean(d: dict) -> dict:
     return {k: (None if isinstance(v, float) and math.isnan(v) else (round(v, 4) if isinstance(v, float) else v))
             for k, v in d.items()}
@@ -41,9 +59,9 @@ def write_pathology(res, out: Path) -> None:
                            "ecg_only_baseline": {"validation": _clean(s["val"]["baseline"]),
                                                  "test": _clean(s["test"]["baseline"])}}}
     cine = res.config.loss.name == "ptacl"
-    save_yaml(res.config, out / "recommended.yaml", header=header(res.config, cine), extra=metrics,
+    save_yaml(portable(res.config), out / "recommended.yaml", header=header(res.config, cine), extra=metrics,
               comment=f"xmodal recommended config for {res.pathology}: best mean validation AUROC over "
-                      f"refit seeds.\nTrain it as is: python -m xmodal train --config {out / 'recommended.yaml'}")
+                      f"refit seeds.\nTrain it as is: python -m xmodal train --config {_shown(out / 'recommended.yaml')}")
     res.trials.to_parquet(out / "trials.parquet", index=False)
     res.refits.to_parquet(out / "refits.parquet", index=False)
     figs = {"history": plots.history(res.trials, out / "history.png", f"{res.pathology}: optimisation history"),

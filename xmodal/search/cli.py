@@ -1,8 +1,8 @@
 """Command line of ``searches/ahnp_per_pathology.py``.
 
 With no arguments: local Ray, the synthetic demo cohort (generated once, cached), the ``demo``
-preset and a small budget (about 10 minutes on a 2-core laptop). ``--smoke-test``: the same path at
-the smallest size (about a minute). ``--data MANIFEST``: a real cohort (MIMIC or CSV builder).
+preset and a small budget. ``--smoke-test``: the same path at the smallest size, for the first
+pathology only (unless ``--pathologies`` is given). ``--data MANIFEST``: a real cohort (MIMIC or CSV builder).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
     a("--optuna-storage", default="", help="Optuna RDB URL (default: sqlite in the Tune storage)")
     a("--num-cpus", type=int, default=0, help="logical CPUs for local Ray (default: enough for the trials)")
     a("--demo-subjects", type=int, default=None, help="size of the synthetic demo cohort")
-    a("--smoke-test", action="store_true", help="smallest end-to-end run (about a minute)")
+    a("--smoke-test", action="store_true", help="smallest end-to-end run: first pathology, 2 trials, tiny models")
     return p
 
 
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     from xmodal.config import apply_overrides
-    from xmodal.data.manifest import label_columns, load_manifest
+    from xmodal.data.manifest import load_manifest
     from xmodal.report.tables import console, fmt
     from xmodal.runtime import ensure_ray
     from xmodal.search.driver import resources as trial_resources
@@ -121,8 +121,8 @@ def _main(args: argparse.Namespace) -> int:
         cfg = apply_overrides(cfg, {"method": "ptacl", "loss.name": "ptacl", "loss.global_loss": "ahnp_supcon",
                                     "model.image_encoder": "cine_transformer"})
     cfg = apply_overrides(cfg, {"loss.name": METHOD_LOSS[cfg.method]})
-    pathologies = args.pathologies or list(default_pathologies(kind))
-    validate_pathologies(pathologies, tuple(label_columns(manifest)), cfg.data.manifest)
+    pathologies = args.pathologies or list(default_pathologies(kind))[: 1 if args.smoke_test else None]
+    validate_pathologies(pathologies, manifest, cfg.data.manifest)
 
     need = trial_resources(opts)
     # Local Ray: logical CPUs for at least two concurrent trials (a trial mostly waits on process

@@ -128,6 +128,8 @@ def tune_pathology(base: ExperimentConfig, space: SearchSpace, opts: SearchOptio
         return _frame(tuner.fit()), db, study
 
     db, study = _optuna_location(opts, storage, name)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _drop_study(db, study)  # a fresh search never inherits a stale study of the same name
     points = [p for p in [published_point(cine, base.align.lr), *extra_points]
               if p.get("loss.strategy") in space.strategies]
     searcher = OptunaSearch(
@@ -166,6 +168,15 @@ def refit(configs: list[dict[str, Any]], base: ExperimentConfig, opts: SearchOpt
                                   failure_config=tune.FailureConfig(max_failures=opts.max_failures)),
     )
     return _frame(tuner.fit())
+
+
+def _drop_study(db: str, study: str) -> None:
+    import optuna
+
+    try:
+        optuna.delete_study(study_name=study, storage=db)
+    except KeyError:  # no such study yet
+        pass
 
 
 def _optuna_location(opts: SearchOptions, storage: str, name: str) -> tuple[str, str]:

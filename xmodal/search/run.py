@@ -44,17 +44,28 @@ def default_pathologies(image_kind: str) -> tuple[str, ...]:
     return CXR_PATHOLOGIES if image_kind == "cxr" else CMR_PATHOLOGIES
 
 
-def validate_pathologies(pathologies: list[str], labels: tuple[str, ...], where: str) -> None:
+def validate_pathologies(pathologies: list[str], manifest: pd.DataFrame, where: str) -> None:
+    """Refuse, before Ray starts: a pathology the manifest has no label for, or one that cannot be
+    trained and selected on (an empty train/val split, a single class)."""
+    from xmodal.data.manifest import label_columns, label_split_problem
+
+    labels = tuple(label_columns(manifest))
     bad = [p for p in pathologies if p not in labels]
     if bad:
         raise SearchError(f"unknown pathology {', '.join(map(repr, bad))}: {where} has labels {', '.join(labels)}")
+    for p in pathologies:
+        problem = label_split_problem(manifest["split"], manifest[p], p)
+        if problem:
+            raise SearchError(f"{where}: {problem}")
 
 
 def _group(refits: pd.DataFrame, configs: list[dict], seeds: int) -> pd.DataFrame:
-    """Mean/sd validation AUROC per refit config (rows are config-major, seed-minor)."""
+    """Mean/sd validation AUROC per refit config, over its seeds (matched by their overrides)."""
+    keyed = [overrides_of(r) for _, r in refits.iterrows()]
     rows = []
     for ci, over in enumerate(configs):
-        block = refits.iloc[ci * seeds:(ci + 1) * seeds]
+        runs = [{**over, "align.seed": s, "finetune.seed": s} for s in range(seeds)]
+        block = refits.iloc[[i for i, k in enumerate(keyed) if any(_same(k, r) for r in runs)]]
         vals = block["val_auroc"].astype(float)
         rows.append({"config": ci, "mean_val_auroc": vals.mean(), "sd_val_auroc": vals.std(ddof=0),
                      "mean_val_auprc": block["val_auprc"].astype(float).mean(), "n_ok": int(vals.notna().sum())})
@@ -73,7 +84,7 @@ def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: 
     cine = shards.image_kind == "cine"
     conc = max_concurrent(opts, cluster)
     t0 = time.time()
-    print(f"\n== {pathology}: warming shared stages (image_pretrain, ecg_ssl, image features)")
+    print(f"\n== {pathology}: shared stages (image_pretrain, ecg_ssl, image features) and the published-defaults chain")
     warm = run_chain(base, shards=shards, verbose=True)  # trials then start at align
     store = StageStore(shards.storage)
 
@@ -96,9 +107,16 @@ def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: 
             break
     published = published_point(cine, base.align.lr)
     baseline = {"finetune.init": "ssl"}
-    configs = top + [published, baseline]
+    published_ci = next((i for i, c in enumerate(top) if _same(c, published)), None)
+    if published_ci is None:
+        top_and_published, published_ci = top + [published], len(top)
+    else:  # the published defaults are among the best: refit them once
+        top_and_published = top
+    configs = top_and_published + [baseline]
     seeded = [{**c, "align.seed": s, "finetune.seed": s} for c in configs for s in range(opts.refit_seeds)]
-    print(f"== {pathology}: refitting {len(top)} best + published + ECG-only baseline × {opts.refit_seeds} seeds")
+    print(f"== {pathology}: refitting {len(top)} best (published defaults "
+          f"{'among them' if len(top_and_published) == len(top) else 'added'}) + ECG-only baseline "
+          f"× {opts.refit_seeds} seeds")
     refits = refit(seeded, base, opts, storage=storage, tag="refit", callbacks=[ProgressLine(pathology, len(seeded),
                                                                                             "refit")],
                    concurrency=conc)
@@ -107,7 +125,7 @@ def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: 
     recommended = top[best_ci]
 
     # One pass over the test split, for the recommended config's seeds, published defaults and baseline.
-    roles = {"recommended": best_ci, "published": len(top), "baseline": len(top) + 1}
+    roles = {"recommended": best_ci, "published": published_ci, "baseline": len(configs) - 1}
     members = {role: [apply_overrides(base, seeded[ci * opts.refit_seeds + s]) for s in range(opts.refit_seeds)]
                for role, ci in roles.items()}
     test = predict_many(shards, store, members, split="test")
@@ -125,6 +143,12 @@ def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: 
     artefacts = {"roc_val": val, "roc_test": test, "embeddings": emb}
     return PathologyResult(pathology, trials, refits, recommended, apply_overrides(base, recommended), summary,
                            artefacts, (db, study))
+
+
+def _same(a: dict, b: dict) -> bool:
+    """Two override sets name the same config (floats compared to 6 significant digits)."""
+    norm = lambda d: {k: (float(f"{v:.6g}") if isinstance(v, float) else v) for k, v in d.items()}  # noqa: E731
+    return norm(a) == norm(b)
 
 
 def _image_only(warm, pathology: str) -> float:

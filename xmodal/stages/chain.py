@@ -36,11 +36,14 @@ class ChainResult:
 
 
 def demo_manifest(cfg: ExperimentConfig, subjects: int = 600, seed: int = 0) -> Path:
-    """The synthetic demo cohort for this method (generated once, cached under .cache/)."""
+    """The synthetic demo cohort for this method, generated once and cached next to a local stage
+    storage (``<storage>/../xmodal-demo``; ``.cache/xmodal-demo`` with the default storage)."""
     from xmodal.data.synthetic import ensure_demo_cohort
 
     kind = "cxr" if METHOD_IMAGE_KIND[cfg.method] == "cxr" else "cmr"
-    return ensure_demo_cohort(DEMO_ROOT / f"{kind}-{subjects}-{seed}", subjects=subjects, seed=seed, kind=kind)
+    st = cfg.data.storage
+    root = Path(st).parent / DEMO_ROOT.name if st and "://" not in st else DEMO_ROOT
+    return ensure_demo_cohort(root / f"{kind}-{subjects}-{seed}", subjects=subjects, seed=seed, kind=kind)
 
 
 def load_cohort(cfg: ExperimentConfig) -> pd.DataFrame:
@@ -76,16 +79,14 @@ def check_splits(shards: ShardSet, pathology: str) -> None:
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
 
+    from xmodal.data.manifest import label_split_problem
+
     st = shards.storage
     ds = pads.dataset(st.path("shards", shards.key, "data"), format="parquet", filesystem=st.fs)
     t = ds.to_table(columns=["split", pathology], filter=pc.field("ok") & (pc.field("split") != "test")).to_pandas()
-    for split in ("train", "val"):
-        y = t.loc[t["split"] == split, pathology].dropna()
-        if len(y) == 0:
-            raise SearchError(f"the {split} split has no rows with a known {pathology!r} label")
-        if y.nunique() < 2:
-            raise SearchError(f"{pathology!r} has a single class ({y.iloc[0]:g}) in the {split} split; "
-                              "AUROC is undefined — choose another label or re-split")
+    problem = label_split_problem(t["split"], t[pathology], pathology)
+    if problem:
+        raise SearchError(f"{problem} (after dropping bad records)")
 
 
 def run_chain(cfg: ExperimentConfig, *, evaluate_test: bool = False, callbacks: list | None = None,

@@ -102,3 +102,28 @@ def evaluate(cfg: ExperimentConfig, shards: ShardSet, store: StageStore, finetun
             logits.append(model(x).numpy())
     y = np.concatenate(ys) if ys else np.zeros(0)
     return with_ci(y, np.concatenate(logits) if logits else np.zeros(0), n_boot=n_boot, seed=cfg.seed)
+
+
+@torch.no_grad()
+def evaluate_image_only(cfg: ExperimentConfig, shards: ShardSet, store: StageStore, image_key: str, split: str = "val",
+                        *, n_boot: int = 1000) -> dict[str, float]:
+    """The pretrained image classifier alone on ``split`` (the upper reference the ECG cannot see at
+    inference): AUROC/AUPRC of its ``cfg.data.pathology`` logit, with bootstrap CIs. Never the test split."""
+    from xmodal.data.pipeline import known, open_split
+    from xmodal.stages.image_model import ImageClassifier, ImageModel
+    from xmodal.stages.image_pretrain import STAGE
+
+    if split == "test":
+        raise PermissionError("the image-only reference is a validation figure; the test split is not read here")
+    labels, pathology = list(shards.labels), cfg.data.pathology
+    net = ImageClassifier(ImageModel(cfg, shards.image_kind), len(labels))
+    net.load_state_dict(store.load_state(STAGE, image_key)["net"])
+    net.eval()
+    ds = open_split(shards.data_uri, split, storage=shards.storage, key=shards.key, columns=["image", pathology],
+                    purpose="evaluation", where=known(pathology))
+    ys, logits = [], []
+    for b in ds.iter_torch_batches(batch_size=256, device="cpu"):
+        ys.append(b[pathology].numpy())
+        logits.append(net(b["image"])[:, labels.index(pathology)].numpy())
+    y = np.concatenate(ys) if ys else np.zeros(0)
+    return with_ci(y, np.concatenate(logits) if logits else np.zeros(0), n_boot=n_boot, seed=cfg.seed)

@@ -83,7 +83,8 @@ def run(cfg: ExperimentConfig, shards: ShardSet, image_key: str, *, verbose: boo
     ds = ray.data.read_parquet(shards.data_uri, filter=expr, filesystem=None if st.is_local else st.fs,
                                columns=["pair_id", "split", "ok", "ecg", "rpeaks", "image", *shards.labels])
     ds = ds.map_batches(_Encode, fn_constructor_args=(to_dict(cfg), shards.image_kind, st.uri, image_key),
-                        batch_size=64, batch_format="numpy", concurrency=1, num_cpus=1)
+                        batch_size=64, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=1),
+                        num_cpus=1, max_restarts=0)
     ds.write_parquet(st.uri_of("features", key, "data"), filesystem=None if st.is_local else st.fs)
     st.write_json({"shards": shards.key, "image_pretrain": image_key, "columns": cols,
                    "seconds": round(time.time() - t0, 2)}, "features", key, "meta.json")

@@ -1,0 +1,30 @@
+"""The baselines table: every model row with its CI, validation only, nothing identifying."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from xmodal.config import ExperimentConfig
+from xmodal.report.baselines import ROWS, write
+from xmodal.stages.evaluate import evaluate_image_only
+
+
+def test_write_renders_each_row_with_its_interval(tmp_path):
+    models = [name for name, _ in ROWS] + ["image only (reference)"]
+    df = pd.DataFrame([{"pathology": "edema", "model": m, "auroc": 0.6 + 0.1 * i, "auroc_lo": 0.5 + 0.1 * i,
+                        "auroc_hi": 0.7 + 0.1 * i, "auprc": 0.3, "auprc_lo": 0.2, "auprc_hi": 0.4, "n": 300,
+                        "prevalence": 0.21} for i, m in enumerate(models)])
+    md = write(df, tmp_path, command="python searches/compare_baselines.py --subjects 3000",
+               cohort="synthetic", seconds=600).read_text()
+    assert "| edema | CroMoTEX (published defaults) | 0.800 [0.700, 0.900] | 0.300 [0.200, 0.400] | 300 | 0.21 |" in md
+    assert md.count("| edema |") == 4 and "test split is not read" in md
+    blob = json.loads((tmp_path / "baselines.json").read_text())
+    assert len(blob["rows"]) == 4 and blob["command"].endswith("--subjects 3000")
+
+
+def test_image_only_reference_never_reads_test():
+    with pytest.raises(PermissionError):
+        evaluate_image_only(ExperimentConfig(), None, None, "k", "test")

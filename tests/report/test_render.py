@@ -1,0 +1,64 @@
+"""The report writer: a trainable recommended.yaml, trials, figures and the same summary in md and html."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from xmodal.config import ExperimentConfig, apply_overrides, load_yaml
+from xmodal.report.render import write_pathology, write_summary
+from xmodal.search.driver import SearchOptions
+from xmodal.search.run import PathologyResult
+
+
+def _metrics(auc: float) -> dict:
+    return {"auroc": auc, "auroc_lo": auc - 0.1, "auroc_hi": auc + 0.05, "auprc": auc / 2, "auprc_lo": 0.1,
+            "auprc_hi": 0.6, "seed_auroc_sd": 0.01}
+
+
+@pytest.fixture
+def result(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    cfg = apply_overrides(ExperimentConfig(), {
+        "data.pathology": "edema", "data.manifest": str(tmp_path / "cohort" / "manifest.parquet"),
+        "data.storage": str(tmp_path / "cache"), "loss.strategy": "exp", "loss.alpha": 2.5, "loss.tau": 0.05})
+    trials = pd.DataFrame({"trial": range(4), "param:loss.strategy": ["topk", "exp", "none", "linear"],
+                           "param:loss.tau": [0.01, 0.05, 0.1, 0.2], "val_auroc": [0.7, 0.8, None, 0.6],
+                           "last_val_auroc": [0.7, 0.8, 0.55, 0.6], "iterations": [5, 5, 2, 5],
+                           "status": ["completed", "completed", "stopped", "completed"]})
+    y = rng.integers(0, 2, 50)
+    roc = {role: {"labels": y, "scores": y + rng.normal(0, 0.8, 50)} for role in ("recommended", "baseline")}
+    val = {"mean_val_auroc": 0.8, "sd_val_auroc": 0.02, "mean_val_auprc": 0.5, "n_ok": 2, "config": 0}
+    summary = {"val": {r: val for r in ("recommended", "published", "baseline")},
+               "test": {r: _metrics(0.75) for r in ("recommended", "published", "baseline")},
+               "image_only_val_auroc": 0.9, "trials": 4, "completed": 3, "stopped": 1, "errors": 0,
+               "minutes": 1.5, "concurrency": 2}
+    emb = {"labels": y, "before": rng.normal(size=(50, 16)), "after": rng.normal(size=(50, 16))}
+    return PathologyResult("edema", trials, trials.head(2), {"loss.strategy": "exp"}, cfg, summary,
+                           {"roc_val": roc, "roc_test": roc, "embeddings": emb})
+
+
+def test_pathology_outputs_and_summary(result, tmp_path):
+    out = tmp_path / "reports" / "run"
+    write_pathology(result, out / "edema")
+    write_summary([result], out, SearchOptions(run="run"))
+
+    rec = out / "edema" / "recommended.yaml"
+    raw = yaml.safe_load(rec.read_text())
+    assert raw["recommended"] == {"strategy": "exp", "k": None, "alpha": 2.5, "beta": 2.0, "tau": 0.05, "sigma": None}
+    assert raw["metrics"]["test"]["auroc"] == 0.75 and "ecg_only_baseline" in raw["metrics"]
+    assert raw["data"]["manifest"] == "cohort/manifest.parquet"  # no machine paths
+    cfg = load_yaml(rec)  # trainable as it stands
+    assert cfg.loss.strategy == "exp" and cfg.data.pathology == "edema"
+
+    assert len(pd.read_parquet(out / "edema" / "trials.parquet")) == 4
+    for png in ("history", "strategies", "roc", "embeddings"):
+        assert (out / "edema" / f"{png}.png").stat().st_size > 1000
+    md, page = (out / "summary.md").read_text(), (out / "summary.html").read_text()
+    for text in ("published defaults", "best found", "ECG-only baseline", "0.750 [0.650, 0.800]"):
+        assert text in md and text in page
+    assert "![roc](edema/roc.png)" in md and 'src="edema/roc.png"' in page
+    assert str(tmp_path) not in md + page + rec.read_text()
