@@ -46,3 +46,14 @@ def test_chain_runs_reuses_shared_stages_and_keeps_test_split_closed(ray_local, 
     assert 0.0 <= third.test["auroc"] <= 1.0 and third.test["auroc_lo"] <= third.test["auroc_hi"]
     tests = [r for r in read_access_log(first.shards.storage, first.shards.key) if r["split"] == "test"]
     assert [r["purpose"] for r in tests] == ["final_evaluation"]
+
+    # A crashing trial is recorded with its reason; the trial next to it still completes.
+    from xmodal.search.driver import SearchOptions, refit
+
+    opts = SearchOptions(run="crash", max_failures=0)
+    trials = refit([{"loss.nope": 1.0}, {"loss.strategy": "exp", "loss.alpha": 2.0}], cfg, opts,
+                   storage=str(first.shards.storage.root) + "/tune", tag="t", concurrency=2)
+    by_status = trials.set_index("status")
+    assert sorted(trials["status"]) == ["completed", "error"]
+    assert "loss.nope" in by_status.loc["error", "error"]
+    assert by_status.loc["completed", "val_auroc"] == pytest.approx(second.val["val_auroc"])  # cached chain

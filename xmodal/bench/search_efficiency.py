@@ -89,6 +89,7 @@ def search(data, *, searcher: str, seed: int, samples: int, epochs: int, storage
     from xmodal.search.driver import DefineByRun
     from xmodal.search.space import SearchSpace
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = SearchSpace()
     sampler = (optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, samples // 3)) if searcher == "tpe_asha"
                else optuna.samplers.RandomSampler(seed=seed))

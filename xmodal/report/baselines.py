@@ -24,8 +24,8 @@ ROWS = (("ECG only, from scratch", {"finetune.init": "scratch"}), ("ECG only, SS
         ("CroMoTEX (published defaults)", {"finetune.init": "align"}))
 
 
-def compare(cfg: ExperimentConfig, pathologies: list[str], *, verbose: bool = True) -> pd.DataFrame:
-    """One row per (pathology, model): validation metrics with CIs."""
+def compare(cfg: ExperimentConfig, pathologies: list[str], *, verbose: bool = True):
+    """Per pathology, one row per model (validation metrics with CIs); yields the rows so far."""
     from xmodal.stages.chain import prepare, run_chain
     from xmodal.stages.evaluate import evaluate, evaluate_image_only
     from xmodal.stages.store import StageStore
@@ -44,7 +44,7 @@ def compare(cfg: ExperimentConfig, pathologies: list[str], *, verbose: bool = Tr
             c = apply_overrides(cfg, {"data.pathology": p})
             rows.append({"pathology": p, "model": "image only (reference)",
                          **evaluate_image_only(c, shards, store, image_key, "val")})
-    return pd.DataFrame(rows)
+        yield pd.DataFrame(rows)
 
 
 def write(df: pd.DataFrame, out: Path, *, command: str, cohort: str, seconds: float) -> Path:
@@ -92,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = apply_overrides(cfg, {"data.manifest": manifest})
         ensure_ray(args.num_cpus)
         t0 = time.time()
-        df = compare(cfg, args.pathologies)
         cohort = f"{args.data}" if args.data else f"synthetic CXR cohort, {args.subjects} subjects (seed 0)"
-        path = write(df, Path(args.out), command=command.strip(), cohort=cohort, seconds=time.time() - t0)
+        for df in compare(cfg, args.pathologies):  # the table is rewritten after each pathology
+            path = write(df, Path(args.out), command=command.strip(), cohort=cohort, seconds=time.time() - t0)
     except XmodalError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

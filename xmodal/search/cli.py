@@ -18,7 +18,7 @@ from pathlib import Path
 from xmodal.errors import XmodalError
 
 BUDGETS = {  # trials per pathology, refit top-k, seeds, demo subjects
-    "default": dict(num_samples=6, refit_top=1, refit_seeds=2, subjects=600, preset="demo"),
+    "default": dict(num_samples=4, refit_top=1, refit_seeds=2, subjects=600, preset="demo"),
     "smoke": dict(num_samples=2, refit_top=1, refit_seeds=1, subjects=160, preset="smoke"),
 }
 

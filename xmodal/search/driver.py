@@ -200,8 +200,15 @@ def _frame(results) -> pd.DataFrame:
                      "val_auprc": m.get("val_auprc") if done else None,
                      "last_val_auroc": m.get("val_auroc"), "iterations": m.get("training_iteration", 0),
                      "seconds": m.get("time_total_s"), "status": "error" if r.error else
-                     ("completed" if done else "stopped"), "error": str(r.error).splitlines()[0] if r.error else ""})
+                     ("completed" if done else "stopped"), "error": _reason(r.error) if r.error else ""})
     return pd.DataFrame(rows)
+
+
+def _reason(err: BaseException) -> str:
+    """One line naming the root cause of a trial's failure (not Ray's wrapper around it)."""
+    cause = getattr(err, "cause", None) or err
+    lines = [x for x in str(cause).splitlines() if x.strip()]
+    return f"{type(cause).__name__}: {lines[0] if lines else ''}"
 
 
 def overrides_of(row: pd.Series) -> dict[str, Any]:
