@@ -27,9 +27,16 @@ def tiny_cohort(tmp_path_factory):
     return ensure_demo_cohort(root / "cxr", subjects=120, seed=3, kind="cxr", cxr_shape=(96, 80))
 
 
+@pytest.fixture(scope="session")
+def stage_cache(tmp_path_factory):
+    """One stage cache for the session: the chain test fills it first (it asserts that), and the
+    job-submit test then reuses its shared stages, as a search on a warm cluster cache would."""
+    return tmp_path_factory.mktemp("stages") / "cache"
+
+
 @pytest.fixture
-def smoke_cfg(tiny_cohort, tmp_path):
+def smoke_cfg(tiny_cohort, stage_cache):
     from importlib import resources
 
     cfg = load_yaml(resources.files("xmodal") / "presets" / "smoke.yaml")
-    return apply_overrides(cfg, {"data.manifest": str(tiny_cohort), "data.storage": str(tmp_path / "cache")})
+    return apply_overrides(cfg, {"data.manifest": str(tiny_cohort), "data.storage": str(stage_cache)})

@@ -61,12 +61,14 @@ def head():
     shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_ray_job_submit_smoke_search_writes_recommended_configs(head, tmp_path):
+def test_ray_job_submit_smoke_search_writes_recommended_configs(head, tmp_path, tiny_cohort, stage_cache):
     address, env = head
-    reports, storage = tmp_path / "reports", tmp_path / "cache"
+    reports = tmp_path / "reports"
+    # The session's tiny cohort and stage cache (warm when the chain test ran first): the job then
+    # starts at the search, as on a cluster whose cache already holds the shared stages.
     cmd = [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", address, "--working-dir", ".",
-           "--", "python", "searches/ahnp_per_pathology.py", "--smoke-test",
-           "--reports", str(reports), "--storage", str(storage)]
+           "--", "python", "searches/ahnp_per_pathology.py", "--smoke-test", "--data", str(tiny_cohort),
+           "--config", "xmodal/presets/smoke.yaml", "--reports", str(reports), "--storage", str(stage_cache)]
     for _ in range(60):  # the job agent registers a little after the dashboard answers
         proc = subprocess.run(cmd, cwd=ROOT, env={**env, "RAY_AUTH_MODE": "token"}, capture_output=True,
                               text=True, timeout=900)
@@ -88,7 +90,7 @@ def test_ray_job_submit_smoke_search_writes_recommended_configs(head, tmp_path):
     assert len(trials) == 2 and (trials["status"] != "error").all()
 
     # No subject or pair identifier anywhere in the report.
-    manifest = pd.read_parquet(next(tmp_path.glob("xmodal-demo/*/manifest.parquet")))  # next to the storage
+    manifest = pd.read_parquet(tiny_cohort)
     ids = set(manifest["subject_id"].astype(str)) | set(manifest["pair_id"].astype(str))
     blob = b"".join(p.read_bytes() for p in run.rglob("*") if p.is_file() and p.suffix != ".png")
     assert not [i for i in ids if i.encode() in blob]

@@ -47,15 +47,21 @@ def compare(cfg: ExperimentConfig, pathologies: list[str], *, verbose: bool = Tr
         yield pd.DataFrame(rows)
 
 
-def write(df: pd.DataFrame, out: Path, *, command: str, cohort: str, seconds: float) -> Path:
-    """``baselines.md`` + ``baselines.json`` (no identifiers: aggregate metrics only)."""
+def write(df: pd.DataFrame, out: Path, *, command: str, cohort: str, seconds: float,
+          cfg: ExperimentConfig | None = None) -> Path:
+    """``baselines.md`` + ``baselines.json`` (+ ``config.yaml``, the base config); aggregate metrics only."""
     out.mkdir(parents=True, exist_ok=True)
+    if cfg is not None:
+        from xmodal.config import save_yaml
+        from xmodal.report.render import portable
+
+        save_yaml(portable(cfg), out / "config.yaml", comment="base config of the baselines table")
     body = [[r.pathology, r.model, f"{fmt(r.auroc)} [{fmt(r.auroc_lo)}, {fmt(r.auroc_hi)}]",
              f"{fmt(r.auprc)} [{fmt(r.auprc_lo)}, {fmt(r.auprc_hi)}]", int(r.n), fmt(r.prevalence, 2)]
             for r in df.itertuples()]
     md = "\n".join([
         "# Does alignment help? ECG-only vs CroMoTEX vs image-only (validation)", "",
-        f"Cohort: {cohort}. Command: `{command}` ({seconds / 60:.0f} min).", "",
+        f"Cohort: {cohort}. Command: `{command}` ({seconds / 60:.0f} min). Base config: `config.yaml`.", "",
         "Validation AUROC/AUPRC with bootstrap 95 % CIs (1000 resamples). Model selection and every figure "
         "here use the validation split only; the test split is not read. The ECG rows use the ECG alone at "
         "inference; the image row is the pretrained image classifier, an upper reference.", "",
@@ -94,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         cohort = f"{args.data}" if args.data else f"synthetic CXR cohort, {args.subjects} subjects (seed 0)"
         for df in compare(cfg, args.pathologies):  # the table is rewritten after each pathology
-            path = write(df, Path(args.out), command=command.strip(), cohort=cohort, seconds=time.time() - t0)
+            path = write(df, Path(args.out), command=command.strip(), cohort=cohort, seconds=time.time() - t0,
+                         cfg=cfg)
     except XmodalError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -60,12 +60,12 @@ def trial(config: dict[str, Any], base: dict[str, Any]) -> None:
     cfg = apply_overrides(from_dict(base), overrides)
     t0 = time.time()
     res = run_chain(cfg, callbacks=[TuneReportCallback()], verbose=False)
-    tune.report({**res.val, "final": 1, "seconds": time.time() - t0,
+    tune.report({**res.val, "final": 1, "seconds": time.time() - t0, "cached": float(all(res.reused.values())),
                  "reused_shared_stages": float(all(res.reused.get(s, True) for s in ("image_pretrain", "ecg_ssl")))})
 
 
 def resources(opts: SearchOptions) -> dict[str, float]:
-    """Logical CPUs (and GPUs) one trial holds: its Tune function plus its Train workers."""
+    """Logical CPUs (and GPUs) one trial uses in all: its Tune function plus its Train workers."""
     return {"CPU": 1 + opts.workers_per_trial * opts.cpus_per_worker,
             "GPU": opts.workers_per_trial * opts.gpus_per_worker}
 
@@ -104,10 +104,16 @@ def _runner(base: ExperimentConfig):
     return tune.with_parameters(trial, base=to_dict(base))
 
 
+TRIAL_FUNCTION_RESOURCES = {"CPU": 1.0}
+
+
 def _trainable(base: ExperimentConfig, opts: SearchOptions):
+    """The trial function holds one CPU. Its TorchTrainers reserve their workers' CPUs/GPUs in their own
+    placement groups, outside the trial's, so requesting them here too would count them twice: with
+    every logical CPU reserved, Train workers and Ray Data reads wait on each other forever."""
     from ray import tune
 
-    return tune.with_resources(_runner(base), {k: v for k, v in resources(opts).items() if v})
+    return tune.with_resources(_runner(base), TRIAL_FUNCTION_RESOURCES)
 
 
 def tune_pathology(base: ExperimentConfig, space: SearchSpace, opts: SearchOptions, *, cine: bool,

@@ -34,8 +34,11 @@ class ProgressLine(Callback):
         m = trial.last_result or {}
         auc = m.get("val_auroc")
         auc_s = f"val AUROC {auc:.3f}" if isinstance(auc, float) else "no metric"
+        epochs = max(0, m.get("training_iteration", 0) - (1 if m.get("final") == 1 else 0))  # less the final report
+        how = "all stages cached" if m.get("cached") == 1 else f"{epochs} epochs"
         print(f"  [{self.pathology} {self.what} {self.n}/{self.total}] {status:<9} {describe(over):<48} "
-              f"{auc_s}  ({m.get('training_iteration', 0)} epochs, {time.time() - self.t0:.0f}s)", flush=True)
+              f"{auc_s}  ({how}, {m.get('time_total_s', 0):.0f}s; {time.time() - self.t0:.0f}s elapsed)",
+              flush=True)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         m = trial.last_result or {}
