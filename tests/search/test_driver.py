@@ -7,12 +7,14 @@ from xmodal.search.driver import SearchOptions, base_for, max_concurrent, overri
 from xmodal.search.progress import describe
 
 
-def test_resources_budget_keeps_one_cpu_for_ray_data():
+def test_resources_budget_keeps_one_cpu_per_trial_for_ray_data():
     opts = SearchOptions(workers_per_trial=2, cpus_per_worker=1.0)
     assert resources(opts) == {"CPU": 3.0, "GPU": 0.0}
-    # concurrent x (1 + workers x cpus) + 1 <= logical CPUs
-    assert max_concurrent(opts, {"CPU": 7}) == 2
-    assert max_concurrent(opts, {"CPU": 6}) == 1
+    # concurrent x (1 + workers x cpus + 1 for its Data reads) <= logical CPUs
+    assert max_concurrent(opts, {"CPU": 8}) == 2
+    assert max_concurrent(opts, {"CPU": 7}) == 1
+    assert max_concurrent(SearchOptions(), {"CPU": 5}) == 1  # 2 x (1 + 1) + 1 deadlocked: see the docstring
+    assert max_concurrent(SearchOptions(), {"CPU": 6}) == 2
     assert max_concurrent(opts, {"CPU": 2}) == 1  # never 0
     assert max_concurrent(SearchOptions(max_concurrent=5), {"CPU": 2}) == 5  # explicit wins
 

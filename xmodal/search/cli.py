@@ -105,6 +105,7 @@ def _main(args: argparse.Namespace) -> int:
     from xmodal.data.manifest import load_manifest
     from xmodal.report.tables import console, fmt
     from xmodal.runtime import ensure_ray
+    from xmodal.search.driver import DATA_CPUS_PER_TRIAL
     from xmodal.search.driver import resources as trial_resources
     from xmodal.search.run import default_pathologies, run_search, validate_pathologies
     from xmodal.stages.chain import METHOD_IMAGE_KIND, METHOD_LOSS, demo_manifest
@@ -126,8 +127,9 @@ def _main(args: argparse.Namespace) -> int:
 
     need = trial_resources(opts)
     # Local Ray: logical CPUs for at least two concurrent trials (a trial mostly waits on process
-    # start-up and polling, so two overlap well even on 2 cores) plus one for Ray Data.
-    num_cpus = args.num_cpus or max(os.cpu_count() or 2, int(need["CPU"]) * max(2, opts.max_concurrent) + 1)
+    # start-up and polling, so two overlap well even on 2 cores), each with one for its Ray Data reads.
+    per_trial = int(need["CPU"] + DATA_CPUS_PER_TRIAL)
+    num_cpus = args.num_cpus or max(os.cpu_count() or 2, per_trial * max(2, opts.max_concurrent))
     cluster = ensure_ray(num_cpus)
     print(f"[xmodal] Ray: {cluster.get('CPU', 0):g} logical CPUs, {cluster.get('GPU', 0):g} GPUs; "
           f"method {cfg.method}; pathologies {', '.join(pathologies)}; run '{opts.run}'")

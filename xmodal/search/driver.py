@@ -70,12 +70,20 @@ def resources(opts: SearchOptions) -> dict[str, float]:
             "GPU": opts.workers_per_trial * opts.gpus_per_worker}
 
 
+DATA_CPUS_PER_TRIAL = 1.0
+
+
 def max_concurrent(opts: SearchOptions, cluster: dict[str, float]) -> int:
-    """Leave one logical CPU for Ray Data: reads outside trial placement groups otherwise wait forever."""
+    """Trials that fit, each with one logical CPU left for its Ray Data reads.
+
+    Ray Data tasks run outside the trial and Train placement groups. A paused streaming read holds
+    its CPU, so two trainers streaming train + val through one spare CPU can wait on each other
+    forever (seen with 2 trials on 5 CPUs); one spare CPU per concurrent trial cannot.
+    """
     if opts.max_concurrent:
         return opts.max_concurrent
     need = resources(opts)
-    by_cpu = math.floor((cluster.get("CPU", 1) - 1) / need["CPU"])
+    by_cpu = math.floor(cluster.get("CPU", 1) / (need["CPU"] + DATA_CPUS_PER_TRIAL))
     by_gpu = math.floor(cluster.get("GPU", 0) / need["GPU"]) if need["GPU"] else by_cpu
     return max(1, min(by_cpu, by_gpu))
 
