@@ -126,10 +126,13 @@ def _main(args: argparse.Namespace) -> int:
     validate_pathologies(pathologies, manifest, cfg.data.manifest)
 
     need = trial_resources(opts)
-    # Local Ray: logical CPUs for at least two concurrent trials (a trial mostly waits on process
-    # start-up and polling, so two overlap well even on 2 cores), each with one for its Ray Data reads.
+    local = not (os.environ.get("RAY_ADDRESS") or os.environ.get("RAY_JOB_ID"))
+    if local and not opts.max_concurrent:
+        # A laptop runs one trial at a time: two training trials on one small node were seen stalling
+        # in their Ray Data reads with CPUs free (not root-caused); --max-concurrent overrides.
+        opts = replace(opts, max_concurrent=1)
     per_trial = int(need["CPU"] + DATA_CPUS_PER_TRIAL)
-    num_cpus = args.num_cpus or max(os.cpu_count() or 2, per_trial * max(2, opts.max_concurrent))
+    num_cpus = args.num_cpus or max(os.cpu_count() or 2, per_trial * max(1, opts.max_concurrent))
     cluster = ensure_ray(num_cpus)
     print(f"[xmodal] Ray: {cluster.get('CPU', 0):g} logical CPUs, {cluster.get('GPU', 0):g} GPUs; "
           f"method {cfg.method}; pathologies {', '.join(pathologies)}; run '{opts.run}'")
