@@ -11,7 +11,6 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -126,11 +125,6 @@ def _main(args: argparse.Namespace) -> int:
     validate_pathologies(pathologies, manifest, cfg.data.manifest)
 
     need = trial_resources(opts)
-    local = not (os.environ.get("RAY_ADDRESS") or os.environ.get("RAY_JOB_ID"))
-    if local and not opts.max_concurrent:
-        # A laptop runs one trial at a time: two training trials on one small node were seen stalling
-        # in their Ray Data reads with CPUs free (not root-caused); --max-concurrent overrides.
-        opts = replace(opts, max_concurrent=1)
     per_trial = int(need["CPU"] + DATA_CPUS_PER_TRIAL)
     num_cpus = args.num_cpus or max(os.cpu_count() or 2, per_trial * max(1, opts.max_concurrent))
     cluster = ensure_ray(num_cpus)

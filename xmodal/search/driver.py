@@ -78,8 +78,7 @@ def max_concurrent(opts: SearchOptions, cluster: dict[str, float]) -> int:
 
     Ray Data tasks run outside the trial and Train placement groups. A paused streaming read holds
     its CPU, so two trainers streaming train + val through one spare CPU can wait on each other
-    forever (seen with 2 trials on 5 CPUs). Local runs also default to one trial at a time (see
-    docs/search.md: a stall was also seen with 2 spare CPUs on a 2-core node).
+    forever (seen with 2 trials on 5 CPUs).
     """
     if opts.max_concurrent:
         return opts.max_concurrent
