@@ -37,6 +37,15 @@ def test_chain_runs_reuses_shared_stages_and_keeps_test_split_closed(ray_local, 
                              "align": False, "finetune": False}
     assert second.stages["image_pretrain"].key == first.stages["image_pretrain"].key
     assert second.stages["align"].key != first.stages["align"].key
+    # align + finetune trained in one Ray Train run, yet each stage has its own output and history.
+    assert [h["epoch"] for h in second.stages["align"].metrics["history"]] == list(range(cfg.align.epochs))
+    assert second.stages["finetune"].meta["inputs"] == {"align": second.stages["align"].key}
+
+    # Only fine-tuning changes: the aligned encoder is reused and fine-tuning runs on its own.
+    fourth = run_chain(apply_overrides(cfg, {"loss.strategy": "exp", "loss.alpha": 2.0, "finetune.lr": 0.002}),
+                       verbose=False)
+    assert fourth.reused["align"] and not fourth.reused["finetune"]
+    assert fourth.stages["align"].key == second.stages["align"].key
 
     log = read_access_log(first.shards.storage, first.shards.key)
     assert log and all(r["split"] != "test" for r in log), "a stage read the test split"

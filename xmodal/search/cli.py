@@ -50,7 +50,7 @@ def parser() -> argparse.ArgumentParser:
     a("--warm-start", action="store_true", help="seed each pathology's study with earlier pathologies' best")
     a("--resume", action="store_true", help="continue an interrupted search from its storage path")
     a("--optuna-storage", default="", help="Optuna RDB URL (default: sqlite in the Tune storage)")
-    a("--num-cpus", type=int, default=0, help="logical CPUs for local Ray (default: enough for the trials)")
+    a("--num-cpus", type=int, default=0, help="logical CPUs for local Ray (default: one concurrent trial per core)")
     a("--demo-subjects", type=int, default=None, help="size of the synthetic demo cohort")
     a("--smoke-test", action="store_true", help="smallest end-to-end run: first pathology, 2 trials, tiny models")
     return p
@@ -126,7 +126,9 @@ def _main(args: argparse.Namespace) -> int:
 
     need = trial_resources(opts)
     per_trial = int(need["CPU"] + DATA_CPUS_PER_TRIAL)
-    num_cpus = args.num_cpus or max(os.cpu_count() or 2, per_trial * max(1, opts.max_concurrent))
+    # Local Ray: room for one training trial per core (each trains on one thread), plus their Tune
+    # functions and Data reads, which mostly wait: 6 logical CPUs and 2 trials at once on 2 cores.
+    num_cpus = args.num_cpus or per_trial * max(1, opts.max_concurrent or (os.cpu_count() or 1))
     cluster = ensure_ray(num_cpus)
     print(f"[xmodal] Ray: {cluster.get('CPU', 0):g} logical CPUs, {cluster.get('GPU', 0):g} GPUs; "
           f"method {cfg.method}; pathologies {', '.join(pathologies)}; run '{opts.run}'")

@@ -84,14 +84,20 @@ def probe(train_z: np.ndarray, train_y: np.ndarray, val_z: np.ndarray, val_y: np
     return binary_metrics(val_y, clf.decision_function(val_z))
 
 
-def train_loop(lc: dict) -> None:
-    cfg: ExperimentConfig = from_dict(lc["cfg"])
-    sc = cfg.align
-    seed = cfg.seed + cfg.align.seed
-    w = L.setup_worker(seed)
+def load_data(cfg: ExperimentConfig, lc: dict, w: L.Worker) -> tuple[dict, dict]:
+    """This worker's share of the training rows and (rank 0) all validation rows: ECG, label, features."""
     cols = ["ecg", "label", *lc["feature_columns"]] + (["rpeaks"] if cfg.method == "ptacl" else [])
     train = L.load_split("train", cols)
     val = L.load_split("val", cols) if w.is_main else {}
+    return train, val
+
+
+def train_phase(cfg: ExperimentConfig, lc: dict, w: L.Worker, train: dict, val: dict,
+                phase: str = "") -> tuple[L.TrainState, torch.optim.Optimizer]:
+    """Train the alignment model on in-memory splits; return the train state (best weights) and optimizer."""
+    sc = cfg.align
+    seed = cfg.seed + cfg.align.seed
+    L.seed_worker(w, seed)
     seq_len = train["ecg"].shape[-1]
     feat_dims = {c: train[c].shape[-1] for c in lc["feature_columns"]}
     model = AlignNet(cfg, seq_len, feat_dims)
@@ -103,7 +109,7 @@ def train_loop(lc: dict) -> None:
     net = L.prepare(model)
     loss_fn = build_loss(cfg.loss)
     opt = torch.optim.AdamW(net.parameters(), lr=sc.lr, weight_decay=sc.weight_decay)
-    st = L.resume({"net": net}, opt)
+    st = L.resume({"net": net}, opt, phase)
     for epoch in range(st.epoch, sc.epochs):
         net.train()
         order = None
@@ -130,8 +136,16 @@ def train_loop(lc: dict) -> None:
             metrics.update(val_loss=float(np.mean(vl)) if vl else float("nan"), val_auroc=pm["auroc"],
                            val_auprc=pm["auprc"])
             score = pm["auroc"] if np.isfinite(pm["auroc"]) else 0.0
-        if L.end_epoch(w, st, metrics, score, {"net": net}, opt, sc.patience):
+        if L.end_epoch(w, st, metrics, score, {"net": net}, opt, sc.patience, phase):
             break
+    return st, opt
+
+
+def train_loop(lc: dict) -> None:
+    cfg: ExperimentConfig = from_dict(lc["cfg"])
+    w = L.setup_worker(cfg.seed + cfg.align.seed)
+    train, val = load_data(cfg, lc, w)
+    train_phase(cfg, lc, w, train, val)
 
 
 def _storage(lc: dict):
@@ -159,17 +173,23 @@ def open_features(feats: FeatureSet, split: str, pathology: str, columns: list[s
     return ds.rename_columns({pathology: "label"})
 
 
+def inputs(cfg: ExperimentConfig, feats: FeatureSet, ssl: StageOutput) -> tuple[dict, dict, dict]:
+    """What an align run needs: its datasets, its loop config and its stage meta."""
+    cols = ["ecg", "label", *feats.columns] + (["rpeaks"] if cfg.method == "ptacl" else [])
+    ds = {s: open_features(feats, s, cfg.data.pathology, cols) for s in ("train", "val")}
+    lc = {"feature_columns": list(feats.columns), "ssl_key": ssl.key, "storage": feats.storage.uri}
+    meta = {"inputs": {"features": feats.key, "ecg_ssl": ssl.key}, "data_fingerprint": feats.key,
+            "loss": to_dict(cfg.loss)}
+    return ds, lc, meta
+
+
 def run(cfg: ExperimentConfig, feats: FeatureSet, ssl: StageOutput, store: StageStore,
         **kw) -> StageOutput:
     key = key_for(cfg, feats, ssl.key)
     if store.exists(STAGE, key):
         return store.load(STAGE, key)
-    cols = ["ecg", "label", *feats.columns] + (["rpeaks"] if cfg.method == "ptacl" else [])
-    ds = {s: open_features(feats, s, cfg.data.pathology, cols) for s in ("train", "val")}
-    lc = {"feature_columns": list(feats.columns), "ssl_key": ssl.key, "storage": feats.storage.uri}
-    return run_stage(STAGE, key, train_loop, cfg=cfg, store=store, datasets=ds, loop_config=lc,
-                     meta={"inputs": {"features": feats.key, "ecg_ssl": ssl.key}, "data_fingerprint": feats.key,
-                           "loss": to_dict(cfg.loss)}, **kw)
+    ds, lc, meta = inputs(cfg, feats, ssl)
+    return run_stage(STAGE, key, train_loop, cfg=cfg, store=store, datasets=ds, loop_config=lc, meta=meta, **kw)
 
 
 def encoder_state(store: StageStore, key: str) -> dict[str, torch.Tensor]:

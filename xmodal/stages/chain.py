@@ -2,7 +2,7 @@
 
 Each step is reused from the cache when its key exists, so a search over loss settings pays for
 ``image_pretrain``, ``ecg_ssl`` and the image features once and runs only ``align`` + ``finetune``
-per trial. Validation only, unless ``evaluate_test`` asks for the explicit final test evaluation.
+per trial, both in one Ray Train run (:mod:`xmodal.stages.align_finetune`). Validation only, unless ``evaluate_test`` asks for the explicit final test evaluation.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pandas as pd
 from xmodal.config import ExperimentConfig
 from xmodal.data.pipeline import ShardSet, preprocess
 from xmodal.errors import ConfigError, SearchError
-from xmodal.stages import align, ecg_ssl, evaluate, features, finetune, image_pretrain
+from xmodal.stages import align_finetune, ecg_ssl, evaluate, features, finetune, image_pretrain
 from xmodal.stages.features import FeatureSet
 from xmodal.stages.store import StageOutput, StageStore
 from xmodal.storage import Storage
@@ -104,9 +104,10 @@ def run_chain(cfg: ExperimentConfig, *, evaluate_test: bool = False, callbacks: 
         stages["ecg_ssl"] = ecg_ssl.run(cfg, shards, store, **kw)
     if cfg.finetune.init == "align":
         feats = features.run(cfg, shards, stages["image_pretrain"].key, verbose=verbose)
-        stages["align"] = align.run(cfg, feats, stages["ecg_ssl"], store, callbacks=callbacks, **kw)
-    init = stages.get("align") or stages.get("ecg_ssl")
-    stages["finetune"] = finetune.run(cfg, shards, init, store, callbacks=callbacks, **kw)
+        stages["align"], stages["finetune"] = align_finetune.run(cfg, shards, feats, stages["ecg_ssl"], store,
+                                                                 callbacks=callbacks, **kw)
+    else:
+        stages["finetune"] = finetune.run(cfg, shards, stages.get("ecg_ssl"), store, callbacks=callbacks, **kw)
     ft = stages["finetune"]
     val = {k: v for k, v in ft.metrics.get("best", {}).items() if k.startswith("val_")}
     test = evaluate.evaluate(cfg, shards, store, ft.key, "test") if evaluate_test else None

@@ -43,22 +43,19 @@ def _augment() -> Compose:
     return Compose([TimeWarp(), Jitter(), LeadPermutation()])
 
 
-def train_loop(lc: dict) -> None:
-    cfg: ExperimentConfig = from_dict(lc["cfg"])
+def train_phase(cfg: ExperimentConfig, w: L.Worker, train: dict, val: dict,
+                init: dict[str, torch.Tensor] | None, phase: str = "") -> L.TrainState:
+    """Fine-tune on in-memory ``ecg``/``label`` splits from the ``init`` encoder state (None: scratch)."""
     sc = cfg.finetune
     seed = cfg.seed + cfg.finetune.seed
-    w = L.setup_worker(seed)
-    train = L.load_split("train", ["ecg", "label"])
-    val = L.load_split("val", ["ecg", "label"]) if w.is_main else {}
+    L.seed_worker(w, seed)
     model = ECGClassifier(cfg, train["ecg"].shape[-1])
-    if lc["init_stage"]:
-        store = StageStore(Storage(lc["storage"]))
-        src = align if lc["init_stage"] == "align" else ecg_ssl
-        model.encoder.load_state_dict(src.encoder_state(store, lc["init_key"]))
+    if init is not None:
+        model.encoder.load_state_dict(init)
     net = L.prepare(model)
     aug = _augment() if sc.augment else None
     opt = torch.optim.AdamW(net.parameters(), lr=sc.lr, weight_decay=sc.weight_decay)
-    st = L.resume({"net": net}, opt)
+    st = L.resume({"net": net}, opt, phase)
     for epoch in range(st.epoch, sc.epochs):
         net.train()
         gen = torch.Generator().manual_seed(seed * 4099 + epoch * 13 + w.rank)
@@ -82,8 +79,25 @@ def train_loop(lc: dict) -> None:
                 vloss = masked_bce(torch.from_numpy(logits), torch.from_numpy(y)).item()
             metrics.update(val_auroc=vm["auroc"], val_auprc=vm["auprc"], val_loss=vloss)
             score = vm["auroc"] if np.isfinite(vm["auroc"]) else 0.0
-        if L.end_epoch(w, st, metrics, score, {"net": net}, opt, sc.patience):
+        if L.end_epoch(w, st, metrics, score, {"net": net}, opt, sc.patience, phase):
             break
+    return st
+
+
+def init_state(lc: dict) -> dict[str, torch.Tensor] | None:
+    """The starting encoder named by the loop config (``init_stage``/``init_key``), or None."""
+    if not lc["init_stage"]:
+        return None
+    src = align if lc["init_stage"] == "align" else ecg_ssl
+    return src.encoder_state(StageStore(Storage(lc["storage"])), lc["init_key"])
+
+
+def train_loop(lc: dict) -> None:
+    cfg: ExperimentConfig = from_dict(lc["cfg"])
+    w = L.setup_worker(cfg.seed + cfg.finetune.seed)
+    train = L.load_split("train", ["ecg", "label"])
+    val = L.load_split("val", ["ecg", "label"]) if w.is_main else {}
+    train_phase(cfg, w, train, val, init_state(lc))
 
 
 def open_labelled(shards: ShardSet, split: str, pathology: str, *, allow_test: bool = False, purpose: str = STAGE):
@@ -100,6 +114,10 @@ def key_for(cfg: ExperimentConfig, shards: ShardSet, init: StageOutput | None) -
     return stage_key(STAGE, config=own, inputs=inputs, data=shards.key)
 
 
+def meta_for(shards: ShardSet, init: StageOutput | None) -> dict:
+    return {"inputs": {init.stage: init.key} if init else {}, "data_fingerprint": shards.key}
+
+
 def run(cfg: ExperimentConfig, shards: ShardSet, init: StageOutput | None, store: StageStore, **kw) -> StageOutput:
     key = key_for(cfg, shards, init)
     if store.exists(STAGE, key):
@@ -108,7 +126,7 @@ def run(cfg: ExperimentConfig, shards: ShardSet, init: StageOutput | None, store
     lc = {"init_stage": init.stage if init else "", "init_key": init.key if init else "",
           "storage": shards.storage.uri}
     return run_stage(STAGE, key, train_loop, cfg=cfg, store=store, datasets=ds, loop_config=lc,
-                     meta={"inputs": {init.stage: init.key} if init else {}, "data_fingerprint": shards.key}, **kw)
+                     meta=meta_for(shards, init), **kw)
 
 
 def load_classifier(cfg: ExperimentConfig, store: StageStore, key: str, seq_len: int) -> ECGClassifier:

@@ -42,11 +42,24 @@ class Worker:
 
 def setup_worker(seed: int) -> Worker:
     ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.manual_seed(seed + rank)
-    np.random.seed(seed + rank)
+    w = Worker(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device())
+    seed_worker(w, seed)
     torch.set_num_threads(max(1, int(os.environ.get("XMODAL_TORCH_THREADS", "1"))))
-    return Worker(rank, world, ray.train.torch.get_device())
+    return w
+
+
+def seed_worker(w: Worker, seed: int) -> None:
+    """Seed torch and numpy for this rank (again at the start of each stage of a multi-stage run)."""
+    torch.manual_seed(seed + w.rank)
+    np.random.seed(seed + w.rank)
+
+
+def barrier() -> None:
+    """Wait for every worker (a no-op with no process group)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def load_split(name: str, columns: list[str], *, batch_size: int = 512) -> dict[str, torch.Tensor]:
@@ -132,13 +145,19 @@ class TrainState:
     bad_epochs: int = 0
 
 
-def resume(modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer) -> TrainState:
-    """Restore from the run's latest Ray Train checkpoint, if this run was interrupted before."""
+def resume(modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer, phase: str = "") -> TrainState:
+    """Restore from the run's latest Ray Train checkpoint, if this run was interrupted before.
+
+    ``phase`` names the stage in a run that trains several in a row: a checkpoint another stage
+    wrote is not this stage's progress, so training starts afresh.
+    """
     ckpt = ray.train.get_checkpoint()
     if ckpt is None:
         return TrainState()
     with ckpt.as_directory() as d:
         blob = torch.load(os.path.join(d, "state.pt"), map_location="cpu", weights_only=False)
+    if blob.get("phase", "") != phase:
+        return TrainState()
     for name, m in modules.items():
         unwrap(m).load_state_dict(blob["modules"][name])
     optimizer.load_state_dict(blob["optimizer"])
@@ -160,7 +179,8 @@ def module_state(modules: dict[str, torch.nn.Module]) -> dict[str, Any]:
 
 
 def end_epoch(worker: Worker, st: TrainState, metrics: dict[str, float], score: float,
-              modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer, patience: int) -> bool:
+              modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer, patience: int,
+              phase: str = "") -> bool:
     """Track the best epoch (validation ``score``), checkpoint, report; return True to stop early."""
     improved = score > st.best_score or st.best_state is None
     if improved:
@@ -174,7 +194,7 @@ def end_epoch(worker: Worker, st: TrainState, metrics: dict[str, float], score: 
     if worker.is_main:
         with tempfile.TemporaryDirectory() as d:
             torch.save({"modules": module_state(modules), "optimizer": optimizer.state_dict(), "train_state": st,
-                        "done": stop}, os.path.join(d, "state.pt"))
+                        "done": stop, "phase": phase}, os.path.join(d, "state.pt"))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
     else:
         ray.train.report(metrics)

@@ -16,6 +16,7 @@ import ray.train
 from ray.train.torch import TorchTrainer
 
 from xmodal.config import ExperimentConfig, ScalingConfig, to_dict
+from xmodal.stages.loop import TrainState
 from xmodal.stages.store import StageOutput, StageStore
 
 
@@ -25,6 +26,54 @@ def scaling_for(s: ScalingConfig) -> ray.train.ScalingConfig:
     if gpus:
         resources["GPU"] = gpus
     return ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources)
+
+
+def fit(name: str, loop: Callable[[dict], None], *, cfg: ExperimentConfig, store: StageStore,
+        datasets: dict[str, Any], loop_config: dict[str, Any], callbacks: list | None = None,
+        max_failures: int = 1) -> tuple[dict[str, Any], float]:
+    """Run ``loop`` on a ``TorchTrainer`` named ``name``; return its last checkpoint's blob and the seconds."""
+    trainer = TorchTrainer(
+        loop,
+        train_loop_config={**loop_config, "cfg": to_dict(cfg)},
+        scaling_config=scaling_for(cfg.scaling),
+        datasets=datasets,
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"] if "train" in datasets else []),
+        run_config=ray.train.RunConfig(
+            name=name,
+            storage_path=store.storage.uri_of("ray_train"),
+            storage_filesystem=None if store.storage.is_local else store.storage.fs,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            callbacks=callbacks or [],
+        ),
+    )
+    t0 = time.perf_counter()
+    result = trainer.fit()
+    seconds = time.perf_counter() - t0
+    if result.checkpoint is None:
+        raise RuntimeError(f"{name} finished without a checkpoint (error: {result.error})")
+    with result.checkpoint.as_directory() as d:
+        blob = torch.load(os.path.join(d, "state.pt"), map_location="cpu", weights_only=False)
+    return blob, seconds
+
+
+def save_stage(store: StageStore, stage: str, key: str, st: TrainState, optimizer: dict[str, Any] | None, *,
+               cfg: ExperimentConfig, meta: dict[str, Any], seconds: float) -> StageOutput:
+    """Store a finished stage: its best-on-validation weights, optimizer state and meta (with metrics)."""
+    return store.save(stage, key, state=st.best_state, optimizer=optimizer,
+                      meta={**meta, "config": to_dict(cfg), "seconds": round(seconds, 2),
+                            "metrics": {"best": best_epoch(st), "history": st.history}})
+
+
+def best_epoch(st: TrainState) -> dict[str, Any]:
+    return max(st.history, key=lambda m: m.get("score", -1e9)) if st.history else {}
+
+
+def say_trained(out: StageOutput) -> None:
+    best, hist = out.metrics.get("best", {}), out.metrics.get("history", [])
+    shown = {k: round(v, 4) for k, v in best.items() if k.startswith("val_") and isinstance(v, float)}
+    print(f"[xmodal] {out.stage}: trained {out.key} in {len(hist)} epochs, {out.meta.get('seconds', 0):.1f}s; "
+          f"best {shown}")
 
 
 def run_stage(stage: str, key: str, loop: Callable[[dict], None], *, cfg: ExperimentConfig,
@@ -37,34 +86,9 @@ def run_stage(stage: str, key: str, loop: Callable[[dict], None], *, cfg: Experi
         if verbose:
             print(f"[xmodal] {stage}: reused {key}")
         return out
-    trainer = TorchTrainer(
-        loop,
-        train_loop_config={**loop_config, "cfg": to_dict(cfg)},
-        scaling_config=scaling_for(cfg.scaling),
-        datasets=datasets,
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"] if "train" in datasets else []),
-        run_config=ray.train.RunConfig(
-            name=f"{stage}-{key}",
-            storage_path=store.storage.uri_of("ray_train"),
-            storage_filesystem=None if store.storage.is_local else store.storage.fs,
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-            failure_config=ray.train.FailureConfig(max_failures=max_failures),
-            callbacks=callbacks or [],
-        ),
-    )
-    t0 = time.perf_counter()
-    result = trainer.fit()
-    seconds = time.perf_counter() - t0
-    if result.checkpoint is None:
-        raise RuntimeError(f"{stage} finished without a checkpoint (error: {result.error})")
-    with result.checkpoint.as_directory() as d:
-        blob = torch.load(os.path.join(d, "state.pt"), map_location="cpu", weights_only=False)
-    st = blob["train_state"]
-    best = max(st.history, key=lambda m: m.get("score", -1e9)) if st.history else {}
-    out = store.save(stage, key, state=st.best_state, optimizer=blob["optimizer"],
-                     meta={**meta, "config": to_dict(cfg), "seconds": round(seconds, 2),
-                           "metrics": {"best": best, "history": st.history}})
+    blob, seconds = fit(f"{stage}-{key}", loop, cfg=cfg, store=store, datasets=datasets, loop_config=loop_config,
+                        callbacks=callbacks, max_failures=max_failures)
+    out = save_stage(store, stage, key, blob["train_state"], blob["optimizer"], cfg=cfg, meta=meta, seconds=seconds)
     if verbose:
-        shown = {k: round(v, 4) for k, v in best.items() if k.startswith("val_") and isinstance(v, float)}
-        print(f"[xmodal] {stage}: trained {key} in {len(st.history)} epochs, {seconds:.1f}s; best {shown}")
+        say_trained(out)
     return out
