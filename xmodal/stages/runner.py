@@ -2,6 +2,7 @@
 
 The Train run is named ``<stage>-<key>``, so a stage interrupted mid-way resumes from its last
 checkpoint when the same stage (same key) runs again, and a restarted Tune trial finds its own run.
+``fit`` and ``save_stage`` also serve runs that train several stages (:mod:`xmodal.stages.align_finetune`).
 """
 
 from __future__ import annotations
