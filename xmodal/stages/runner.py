@@ -29,6 +29,16 @@ def scaling_for(s: ScalingConfig) -> ray.train.ScalingConfig:
     return ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources)
 
 
+def ingest_options():
+    """Ray Train's default ingest options, with rows in a fixed order: a worker then sees the same rows in
+    the same order on every run (Ray Data's default lets parallel reads finish in any order), so one
+    seed gives one result. Set here, not in the driver's ``DataContext``: a Tune trial runs in its own
+    process, whose context would not carry it."""
+    opts = ray.train.DataConfig.default_ingest_options()
+    opts.preserve_order = True
+    return opts
+
+
 def fit(name: str, loop: Callable[[dict], None], *, cfg: ExperimentConfig, store: StageStore,
         datasets: dict[str, Any], loop_config: dict[str, Any], callbacks: list | None = None,
         max_failures: int = 1) -> tuple[dict[str, Any], float]:
@@ -38,7 +48,8 @@ def fit(name: str, loop: Callable[[dict], None], *, cfg: ExperimentConfig, store
         train_loop_config={**loop_config, "cfg": to_dict(cfg)},
         scaling_config=scaling_for(cfg.scaling),
         datasets=datasets,
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"] if "train" in datasets else []),
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"] if "train" in datasets else [],
+                                            execution_options=ingest_options()),
         run_config=ray.train.RunConfig(
             name=name,
             storage_path=store.storage.uri_of("ray_train"),
