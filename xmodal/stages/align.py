@@ -84,11 +84,10 @@ def probe(train_z: np.ndarray, train_y: np.ndarray, val_z: np.ndarray, val_y: np
     return binary_metrics(val_y, clf.decision_function(val_z))
 
 
-def load_data(cfg: ExperimentConfig, lc: dict, w: L.Worker) -> tuple[dict, dict]:
+def load_data(lc: dict, w: L.Worker) -> tuple[dict, dict]:
     """This worker's share of the training rows and (rank 0) all validation rows: ECG, label, features."""
-    cols = ["ecg", "label", *lc["feature_columns"]] + (["rpeaks"] if cfg.method == "ptacl" else [])
-    train = L.load_split("train", cols)
-    val = L.load_split("val", cols) if w.is_main else {}
+    train = L.load_split("train", lc["columns"])
+    val = L.load_split("val", lc["columns"]) if w.is_main else {}
     return train, val
 
 
@@ -144,7 +143,7 @@ def train_phase(cfg: ExperimentConfig, lc: dict, w: L.Worker, train: dict, val: 
 def train_loop(lc: dict) -> None:
     cfg: ExperimentConfig = from_dict(lc["cfg"])
     w = L.setup_worker(cfg.seed + cfg.align.seed)
-    train, val = load_data(cfg, lc, w)
+    train, val = load_data(lc, w)
     train_phase(cfg, lc, w, train, val)
 
 
@@ -177,7 +176,7 @@ def inputs(cfg: ExperimentConfig, feats: FeatureSet, ssl: StageOutput) -> tuple[
     """What an align run needs: its datasets, its loop config and its stage meta."""
     cols = ["ecg", "label", *feats.columns] + (["rpeaks"] if cfg.method == "ptacl" else [])
     ds = {s: open_features(feats, s, cfg.data.pathology, cols) for s in ("train", "val")}
-    lc = {"feature_columns": list(feats.columns), "ssl_key": ssl.key, "storage": feats.storage.uri}
+    lc = {"columns": cols, "feature_columns": list(feats.columns), "ssl_key": ssl.key, "storage": feats.storage.uri}
     meta = {"inputs": {"features": feats.key, "ecg_ssl": ssl.key}, "data_fingerprint": feats.key,
             "loss": to_dict(cfg.loss)}
     return ds, lc, meta

@@ -30,7 +30,7 @@ NAME = "align_finetune"
 def train_loop(lc: dict) -> None:
     cfg: ExperimentConfig = from_dict(lc["cfg"])
     w = L.setup_worker(cfg.seed + cfg.align.seed)
-    train, val = align.load_data(cfg, lc, w)
+    train, val = align.load_data(lc, w)
     store = StageStore(Storage(lc["storage"]))
     key = lc["align_key"]
     if not store.exists(align.STAGE, key):
