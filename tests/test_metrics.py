@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pytest
 
 from xmodal.metrics import binary_metrics, bootstrap_ci, with_ci
 
@@ -26,3 +27,24 @@ def test_bootstrap_ci_brackets_point_estimate():
     assert 0.6 < m["auroc"] < 0.9
     lo, hi = bootstrap_ci(y, s, n_boot=300, seed=1)["auprc"]
     assert lo < hi
+
+
+def test_paired_auroc_delta_matches_the_plain_difference_and_is_tighter_than_separate_cis():
+    from sklearn.metrics import roc_auc_score
+
+    from xmodal.metrics import bootstrap_ci, paired_auroc_delta
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(300) < 0.3).astype(float)
+    base = y + rng.normal(0, 1.2, 300)
+    better = base + 0.5 * y  # the same noise plus a little more signal
+    d = paired_auroc_delta(y, better, base, n_boot=400)
+    assert d["delta"] == pytest.approx(roc_auc_score(y, better) - roc_auc_score(y, base))
+    assert 0 < d["delta_lo"] < d["delta"] < d["delta_hi"] and d["p_le_0"] < 0.025
+    lo_a, hi_a = bootstrap_ci(y, better, n_boot=400)["auroc"]
+    lo_b, hi_b = bootstrap_ci(y, base, n_boot=400)["auroc"]
+    assert lo_a < hi_b  # the separate intervals overlap, the paired one excludes 0
+    same = paired_auroc_delta(y, base, base, n_boot=50)
+    assert same["delta"] == 0 and same["delta_lo"] == same["delta_hi"] == 0
+    y[:] = np.nan
+    assert np.isnan(paired_auroc_delta(y, base, base)["delta"])

@@ -62,6 +62,10 @@ class DataConfig:
     shard_rows: int = 256  # rows per preprocessed Parquet shard
     balanced_sampling: bool = False  # align: class-balanced batches (published: positive fraction 0.25)
     positive_fraction: float = 0.25
+    # Fraction of training *subjects* whose labels training may use (seeded by ``seed``); 1 = all. Below 1
+    # (labels scarce, pairs plentiful), align also trains on the unlabelled pairs, each its own class.
+    # Validation and test keep every label.
+    label_fraction: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,8 @@ class ModelConfig:
     ecg_width: int = 256  # transformer width (stem output channels)
     ecg_layers: int = 4
     ecg_heads: int = 8
-    ecg_dropout: float = 0.1
+    ecg_dropout: float = 0.1  # residual dropout of the transformer layers
+    ecg_attn_dropout: float = 0.0  # attention-probability dropout; 0 keeps the fused attention kernel
     ecg_segments: int = 8  # phase segments T for token pooling (PTACL)
     image_encoder: str = "densenet121"  # "densenet121" | "small_cnn" | "cine_transformer" | "phase_cnn"
     image_width: int = 32  # width of the small encoders (small_cnn, cine/phase encoders)
@@ -320,6 +325,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"loss.sigma={cfg.loss.sigma} must be >= 0")
     if cfg.scaling.num_workers < 1:
         raise ConfigError("scaling.num_workers must be >= 1")
+    if not 0.0 < cfg.data.label_fraction <= 1.0:
+        raise ConfigError(f"data.label_fraction={cfg.data.label_fraction} must be in (0, 1]")
     return cfg
 
 

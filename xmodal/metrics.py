@@ -54,3 +54,25 @@ def with_ci(y_true: np.ndarray, score: np.ndarray, **kw) -> dict[str, float]:
     for name, (lo, hi) in cis.items():
         m[f"{name}_lo"], m[f"{name}_hi"] = lo, hi
     return m
+
+
+def paired_auroc_delta(y_true: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, *, n_boot: int = 1000,
+                       alpha: float = 0.05, seed: int = 0) -> dict[str, float]:
+    """AUROC(a) - AUROC(b) on the same rows, with a paired percentile-bootstrap CI (the same resample for
+    both models, so their shared sampling noise cancels): ``{"delta", "delta_lo", "delta_hi", "p_le_0"}``,
+    ``p_le_0`` being the fraction of resamples where ``a`` is no better than ``b``."""
+    y_true = np.asarray(y_true, float)
+    keep = ~np.isnan(y_true)
+    y, a, b = y_true[keep], np.asarray(score_a, float)[keep], np.asarray(score_b, float)[keep]
+    if len(np.unique(y)) < 2:
+        return {"delta": math.nan, "delta_lo": math.nan, "delta_hi": math.nan, "p_le_0": math.nan}
+    rng = np.random.default_rng(seed)
+    deltas = []
+    for row in rng.integers(0, len(y), size=(n_boot, len(y))):
+        yb = y[row]
+        if yb.min() != yb.max():
+            deltas.append(roc_auc_score(yb, a[row]) - roc_auc_score(yb, b[row]))
+    d = np.asarray(deltas)
+    lo, hi = np.percentile(d, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return {"delta": float(roc_auc_score(y, a) - roc_auc_score(y, b)), "delta_lo": float(lo), "delta_hi": float(hi),
+            "p_le_0": float(np.mean(d <= 0))}

@@ -41,12 +41,6 @@ def test_chain_runs_reuses_shared_stages_and_keeps_test_split_closed(ray_local, 
     assert [h["epoch"] for h in second.stages["align"].metrics["history"]] == list(range(cfg.align.epochs))
     assert second.stages["finetune"].meta["inputs"] == {"align": second.stages["align"].key}
 
-    # Only fine-tuning changes: the aligned encoder is reused and fine-tuning runs on its own.
-    fourth = run_chain(apply_overrides(cfg, {"loss.strategy": "exp", "loss.alpha": 2.0, "finetune.lr": 0.002}),
-                       verbose=False)
-    assert fourth.reused["align"] and not fourth.reused["finetune"]
-    assert fourth.stages["align"].key == second.stages["align"].key
-
     log = read_access_log(first.shards.storage, first.shards.key)
     assert log and all(r["split"] != "test" for r in log), "a stage read the test split"
 
@@ -56,6 +50,28 @@ def test_chain_runs_reuses_shared_stages_and_keeps_test_split_closed(ray_local, 
     assert 0.0 <= third.test["auroc"] <= 1.0 and third.test["auroc_lo"] <= third.test["auroc_hi"]
     tests = [r for r in read_access_log(first.shards.storage, first.shards.key) if r["split"] == "test"]
     assert [r["purpose"] for r in tests] == ["final_evaluation"]
+
+
+@pytest.mark.timeout(300)
+def test_changing_only_finetune_reuses_the_aligned_encoder(ray_local, smoke_cfg):
+    cfg = apply_overrides(smoke_cfg, {"scaling.num_workers": 2, "loss.strategy": "exp", "loss.alpha": 2.0})
+    aligned = run_chain(cfg, verbose=False)  # cached by the chain test above when run in the same session
+    refit = run_chain(apply_overrides(cfg, {"finetune.lr": 0.002}), verbose=False)
+    assert refit.reused["align"] and not refit.reused["finetune"]
+    assert refit.stages["align"].key == aligned.stages["align"].key
+    assert refit.stages["finetune"].key != aligned.stages["finetune"].key
+    assert [h["epoch"] for h in refit.stages["finetune"].metrics["history"]] == list(range(cfg.finetune.epochs))
+
+
+@pytest.mark.timeout(300)
+def test_scarce_labels_retrain_labelled_stages_and_reuse_ecg_ssl(ray_local, smoke_cfg):
+    full = run_chain(smoke_cfg, verbose=False)
+    scarce = run_chain(apply_overrides(smoke_cfg, {"data.label_fraction": 0.5}), verbose=False)
+    assert scarce.reused["ecg_ssl"] and scarce.stages["ecg_ssl"].key == full.stages["ecg_ssl"].key  # label-free
+    for name in ("image_pretrain", "align", "finetune"):  # trained on labels: their own outputs
+        assert not scarce.reused[name] and scarce.stages[name].key != full.stages[name].key
+    assert [h["epoch"] for h in scarce.stages["align"].metrics["history"]] == list(range(smoke_cfg.align.epochs))
+    assert 0.0 <= scarce.val["val_auroc"] <= 1.0
 
 
 @pytest.mark.timeout(300)

@@ -34,3 +34,22 @@ def test_ecg_encoder_stem_layout():
     assert (conv2.out_channels, conv2.kernel_size, conv2.padding) == (48, (5,), (2,))
     assert enc.pos_embed.shape == (1, 50, 48)
     assert len(enc.transformer.layers) == 2
+
+
+def test_attention_dropout_is_separate_from_residual_dropout():
+    """attn_dropout=0 (default) keeps the fused attention kernel; the residual branches still drop."""
+    torch.manual_seed(0)
+    enc = ECGEncoder(seq_len=100, width=16, layers=2, heads=2, dropout=0.5)
+    assert all(layer.self_attn.dropout == 0.0 and layer.dropout1.p == 0.5 for layer in enc.transformer.layers)
+    x = torch.randn(3, 12, 100)
+    enc.train()
+    assert not torch.allclose(enc(x)["embedding"], enc(x)["embedding"])  # residual dropout is live
+    enc.eval()
+    torch.testing.assert_close(enc(x)["embedding"], enc(x)["embedding"])
+
+    # Same parameters either way: a checkpoint trained with attention dropout loads into the fast encoder.
+    slow = ECGEncoder(seq_len=100, width=16, layers=2, heads=2, dropout=0.5, attn_dropout=0.2)
+    assert slow.transformer.layers[0].self_attn.dropout == 0.2
+    slow.load_state_dict(enc.state_dict())
+    slow.eval()
+    torch.testing.assert_close(slow(x)["embedding"], enc(x)["embedding"])

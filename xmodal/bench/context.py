@@ -24,9 +24,13 @@ SEARCH_SHAPE = (256, 224)
 
 SIZES = {
     "quick": {"raw_subjects": 3, "search_subjects": 120, "naive_reps": 1, "stream_reps": 2, "preprocess_reps": 1,
-              "naive_trials": 1, "xmodal_trials": 1, "seeds": 1, "samples": 6, "epochs": 4},
+              "naive_trials": 1, "xmodal_trials": 1, "seeds": 1, "samples": 6, "epochs": 4, "trial_image": {}},
     "full": {"raw_subjects": 16, "search_subjects": 600, "naive_reps": 2, "stream_reps": 3, "preprocess_reps": 2,
-             "naive_trials": 2, "xmodal_trials": 3, "seeds": 3, "samples": 20, "epochs": 10},
+             "naive_trials": 2, "xmodal_trials": 3, "seeds": 3, "samples": 20, "epochs": 10,
+             # Trial cost: the image side at its published size (DenseNet-121 at 224 px), one epoch of image
+             # pretraining (published: 10), so the naive trial's image work is counted, conservatively.
+             "trial_image": {"model.image_encoder": "densenet121", "image.size": 224, "image_pretrain.epochs": 1,
+                             "image_pretrain.batch_size": 32}},
 }
 
 
@@ -67,13 +71,13 @@ class Context:
         shutil.rmtree(p, ignore_errors=True)
         return p
 
-    def chain_config(self, storage: Path):
-        """The smoke preset on the search cohort: every stage, small models."""
+    def chain_config(self, storage: Path, overrides: dict | None = None):
+        """The smoke preset on the search cohort: every stage, small models (``overrides`` on top)."""
         from xmodal.config import apply_overrides, load_yaml
 
         cfg = load_yaml(resources.files("xmodal") / "presets" / "smoke.yaml")
         return apply_overrides(cfg, {"data.manifest": str(self.search_cohort()), "data.storage": str(storage),
-                                     "data.pathology": PATHOLOGY})
+                                     "data.pathology": PATHOLOGY, **(overrides or {})})
 
     def warm_chain(self):
         """The chain on the warm storage (run, and timed, on first use)."""

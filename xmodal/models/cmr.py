@@ -62,6 +62,7 @@ class CineEncoder(nn.Module):
             d_model=d, nhead=heads, dim_feedforward=4 * d, dropout=dropout,
             activation="gelu", batch_first=True, norm_first=True,
         )
+        layer.self_attn.dropout = 0.0  # fused attention kernel; residual dropout stays (see ECGEncoder)
         self.temporal = nn.TransformerEncoder(layer, num_layers=layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
 

@@ -27,7 +27,8 @@ def _cromotex_transformer(cfg: ModelConfig, seq_len: int) -> nn.Module:
             f"model.ecg_width={cfg.ecg_width} must be divisible by model.ecg_heads={cfg.ecg_heads}"
         )
     return ECGEncoder(seq_len=seq_len, width=cfg.ecg_width, layers=cfg.ecg_layers,
-                      heads=cfg.ecg_heads, dropout=cfg.ecg_dropout)
+                      heads=cfg.ecg_heads, dropout=cfg.ecg_dropout,
+                      attn_dropout=cfg.ecg_attn_dropout)
 
 
 ECG_ENCODERS: dict[str, Callable[[ModelConfig, int], nn.Module]] = {

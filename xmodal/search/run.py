@@ -74,7 +74,7 @@ def _group(refits: pd.DataFrame, configs: list[dict], seeds: int) -> pd.DataFram
 
 def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: SearchOptions, *,
                cluster: dict, storage: str, warm_points: list[dict]) -> PathologyResult:
-    from xmodal.stages.chain import check_splits, prepare, run_chain
+    from xmodal.stages.chain import check_splits, prepare, run_shared
     from xmodal.stages.evaluate import predict_many
     from xmodal.stages.store import StageStore
 
@@ -84,8 +84,8 @@ def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: 
     cine = shards.image_kind == "cine"
     conc = max_concurrent(opts, cluster)
     t0 = time.time()
-    print(f"\n== {pathology}: shared stages (image_pretrain, ecg_ssl, image features) and the published-defaults chain")
-    warm = run_chain(base, shards=shards, verbose=True)  # trials then start at align
+    print(f"\n== {pathology}: shared stages (image_pretrain, ecg_ssl, image features)")
+    shared, _ = run_shared(base, shards, verbose=True)  # trials then start at align
     store = StageStore(shards.storage)
 
     print(f"== {pathology}: searching {opts.num_samples} trials, {conc} at a time "
@@ -132,11 +132,11 @@ def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: 
     val = predict_many(shards, store, {"recommended": members["recommended"][:1],
                                        "baseline": members["baseline"][:1]}, split="val")
     rec_cfg = members["recommended"][0]
-    emb = _embeddings(rec_cfg, shards, store, warm) if rec_cfg.finetune.init == "align" else {}
+    emb = _embeddings(rec_cfg, shards, store) if rec_cfg.finetune.init == "align" else {}
 
     summary = {"val": {role: grouped.iloc[ci].to_dict() for role, ci in roles.items()},
                "test": {role: v["metrics"] for role, v in test.items()},
-               "image_only_val_auroc": _image_only(warm, pathology),
+               "image_only_val_auroc": _image_only(shared, pathology),
                "trials": int(len(trials)), "completed": int(len(done)),
                "stopped": int((trials["status"] == "stopped").sum()), "errors": int((trials["status"] == "error").sum()),
                "minutes": (time.time() - t0) / 60, "concurrency": conc}
@@ -151,12 +151,12 @@ def _same(a: dict, b: dict) -> bool:
     return norm(a) == norm(b)
 
 
-def _image_only(warm, pathology: str) -> float:
-    best = warm.stages["image_pretrain"].metrics.get("best", {}) if "image_pretrain" in warm.stages else {}
+def _image_only(shared: dict, pathology: str) -> float:
+    best = shared["image_pretrain"].metrics.get("best", {}) if "image_pretrain" in shared else {}
     return float(best.get(f"val_auroc_{pathology}", float("nan")))
 
 
-def _embeddings(cfg: ExperimentConfig, shards, store, warm) -> dict[str, np.ndarray]:
+def _embeddings(cfg: ExperimentConfig, shards, store) -> dict[str, np.ndarray]:
     """ECG embeddings of validation ECGs before (SSL encoder) and after alignment, for the PCA plot."""
     from xmodal.stages import align, ecg_ssl
     from xmodal.stages.chain import run_chain

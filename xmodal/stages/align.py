@@ -2,7 +2,9 @@
 
 The method's loss comes from the registry by ``cfg.loss.name``: AHNP SupCon (CroMoTEX), CLIP +
 λ·task (ECCL), global + λ_local·local temporal (PTACL), multi-phase CLIP (Dual-phase). Rows whose
-pathology label is unknown are left out. Each epoch reports validation AUROC/AUPRC of a linear
+pathology label is unknown are left out, unless labels are scarce (``data.label_fraction < 1``): then
+every training pair aligns, an unlabelled one as a class of its own (see :mod:`xmodal.stages.labelled`).
+Each epoch reports validation AUROC/AUPRC of a linear
 probe (logistic regression on this worker's training ECG embeddings, scored on validation) and the
 validation alignment loss, so Tune schedulers can stop bad trials early.
 """
@@ -23,7 +25,7 @@ from xmodal.models.phase import phase_pool, rpeak_phase_boundaries
 from xmodal.models.heads import ClassificationHead, ProjectionHead
 from xmodal.models.registry import build_ecg_encoder
 from xmodal.dist import local_only
-from xmodal.stages import ecg_ssl
+from xmodal.stages import ecg_ssl, labelled
 from xmodal.stages import loop as L
 from xmodal.stages.features import FeatureSet
 from xmodal.stages.runner import run_stage
@@ -58,7 +60,7 @@ class AlignNet(nn.Module):
     def forward(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         enc = self.encoder(b["ecg"].float())
         out = {"z_ecg": self.ecg_proj(enc["embedding"]), "z_img": self.img_proj(b["img_feat"].float()),
-               "labels": b["label"].long()}
+               "labels": classes(b["label"])}
         if self.method == "eccl":
             out["task_logits"], out["task_targets"] = self.task_head(enc["embedding"]).squeeze(-1), b["label"]
         if self.method == "ptacl":
@@ -67,6 +69,17 @@ class AlignNet(nn.Module):
         if self.method == "dual_phase":
             out["z_ed"], out["z_es"] = self.ed_proj(b["ed_feat"].float()), self.es_proj(b["es_feat"].float())
         return out
+
+
+def classes(label: torch.Tensor) -> torch.Tensor:
+    """Contrastive classes ``(B,)`` long from 0/1 labels with NaN for unlabelled rows: a labelled row is
+    its label's class, an unlabelled one a class of its own, unique across ranks (its only positive is
+    its own pair)."""
+    import torch.distributed as dist
+
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    own = 2 + rank * len(label) + torch.arange(len(label), device=label.device)
+    return torch.where(torch.isnan(label), own, label.nan_to_num(0.0).long())
 
 
 def _with_bounds(data: dict[str, torch.Tensor], n_tokens: int, segments: int) -> dict[str, torch.Tensor]:
@@ -131,7 +144,8 @@ def train_phase(cfg: ExperimentConfig, lc: dict, w: L.Worker, train: dict, val: 
                 vl = [L.sum_losses(loss_fn(m(L.to_device(b, w.device)))).item()
                       for b in L.minibatches(val, sc.batch_size, seed=0, epoch=0, shuffle=False)]
             tz, vz = (L.predict(lambda b: m.embed(b["ecg"]), d, w) for d in (train, val))
-            pm = probe(tz, train["label"].numpy(), vz, val["label"].numpy())
+            ty = train["label"].numpy()
+            pm = probe(tz[np.isfinite(ty)], ty[np.isfinite(ty)], vz, val["label"].numpy())
             metrics.update(val_loss=float(np.mean(vl)) if vl else float("nan"), val_auroc=pm["auroc"],
                            val_auprc=pm["auprc"])
             score = pm["auroc"] if np.isfinite(pm["auroc"]) else 0.0
@@ -156,26 +170,36 @@ def _storage(lc: dict):
 def key_for(cfg: ExperimentConfig, feats: FeatureSet, ssl_key: str) -> str:
     own = {"method": cfg.method, "pathology": cfg.data.pathology, "loss": cfg.loss, "stage": cfg.align,
            "balanced": [cfg.data.balanced_sampling, cfg.data.positive_fraction], "seed": cfg.seed,
-           "proj": [cfg.model.proj_hidden, cfg.model.proj_dim], "segments": cfg.model.ecg_segments}
+           "proj": [cfg.model.proj_hidden, cfg.model.proj_dim], "segments": cfg.model.ecg_segments,
+           **labelled.key_part(cfg)}
     return stage_key(STAGE, config=own, inputs={"features": feats.key, "ecg_ssl": ssl_key}, data=feats.key)
 
 
-def open_features(feats: FeatureSet, split: str, pathology: str, columns: list[str]):
-    """Feature rows of one split with a known ``pathology`` label, that label renamed to ``label``."""
+def open_features(feats: FeatureSet, split: str, pathology: str, columns: list[str], *,
+                  pairs: list[str] | None = None):
+    """Feature rows of one split with a known ``pathology`` label, that label renamed to ``label``.
+
+    With ``pairs`` (labels scarce) every training row is read, and its label is NaN unless its pair is
+    among ``pairs``; other splits are read as without.
+    """
     import ray.data
 
     st = feats.storage
     log_access(st, feats.key, split, STAGE)
-    expr = (pc.field("split") == split) & known(pathology)
-    ds = ray.data.read_parquet(feats.data_uri, columns=[c for c in columns if c != "label"] + [pathology],
-                               filter=expr, filesystem=None if st.is_local else st.fs)
-    return ds.rename_columns({pathology: "label"})
+    scarce = pairs is not None and split == "train"
+    expr = pc.field("split") == split
+    expr = expr if scarce else expr & known(pathology)
+    cols = [c for c in columns if c != "label"] + [pathology] + (["pair_id"] if scarce else [])
+    ds = ray.data.read_parquet(feats.data_uri, columns=cols, filter=expr,
+                               filesystem=None if st.is_local else st.fs).rename_columns({pathology: "label"})
+    return ds.map_batches(labelled.hide_labels, fn_kwargs={"pairs": pairs}, batch_format="numpy") if scarce else ds
 
 
 def inputs(cfg: ExperimentConfig, feats: FeatureSet, ssl: StageOutput) -> tuple[dict, dict, dict]:
     """What an align run needs: its datasets, its loop config and its stage meta."""
     cols = ["ecg", "label", *feats.columns] + (["rpeaks"] if cfg.method == "ptacl" else [])
-    ds = {s: open_features(feats, s, cfg.data.pathology, cols) for s in ("train", "val")}
+    pairs = labelled.labelled_pairs(cfg)
+    ds = {s: open_features(feats, s, cfg.data.pathology, cols, pairs=pairs) for s in ("train", "val")}
     lc = {"columns": cols, "feature_columns": list(feats.columns), "ssl_key": ssl.key, "storage": feats.storage.uri}
     meta = {"inputs": {"features": feats.key, "ecg_ssl": ssl.key}, "data_fingerprint": feats.key,
             "loss": to_dict(cfg.loss)}

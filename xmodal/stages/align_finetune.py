@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import time
 
+import torch
+
 from xmodal.config import ExperimentConfig, from_dict
 from xmodal.data.pipeline import ShardSet
 from xmodal.stages import align, finetune
@@ -40,8 +42,10 @@ def train_loop(lc: dict) -> None:
                        seconds=time.time() - lc["submitted_at"])  # Train start-up included
         L.barrier()  # every rank starts fine-tuning from the best aligned encoder that rank 0 saved
     ecg_only = ("ecg", "label")
-    finetune.train_phase(cfg, w, {c: train[c] for c in ecg_only}, {c: val[c] for c in ecg_only} if val else {},
-                         align.encoder_state(store, key), phase=finetune.STAGE)
+    usable = ~torch.isnan(train["label"])  # labels scarce: align also trained on unlabelled pairs
+    finetune.train_phase(cfg, w, {c: train[c][usable] for c in ecg_only},
+                         {c: val[c] for c in ecg_only} if val else {}, align.encoder_state(store, key),
+                         phase=finetune.STAGE)
 
 
 def run(cfg: ExperimentConfig, shards: ShardSet, feats: FeatureSet, ssl: StageOutput, store: StageStore, *,

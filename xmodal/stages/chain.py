@@ -7,6 +7,7 @@ per trial, both in one Ray Train run (:mod:`xmodal.stages.align_finetune`). Vali
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +90,54 @@ def check_splits(shards: ShardSet, pathology: str) -> None:
         raise SearchError(f"{problem} (after dropping bad records)")
 
 
+def run_shared(cfg: ExperimentConfig, shards: ShardSet, *,
+               verbose: bool = True) -> tuple[dict[str, StageOutput], FeatureSet | None]:
+    """The stages ``cfg``'s trials share (run or reused): ``image_pretrain``, ``ecg_ssl`` and the image
+    features, as far as ``cfg.finetune.init`` needs them. A search runs this once before its trials.
+
+    The image branch (``image_pretrain`` -> features) and ``ecg_ssl`` do not depend on each other: when
+    the cluster has room for both (:func:`side_by_side`), they train at the same time, so their Ray Train
+    start-ups and their compute overlap.
+    """
+    store = StageStore(shards.storage)
+    stages: dict[str, StageOutput] = {}
+
+    def image_branch() -> tuple[StageOutput, FeatureSet]:
+        out = image_pretrain.run(cfg, shards, store, verbose=verbose)
+        return out, features.run(cfg, shards, out.key, verbose=verbose)
+
+    def ssl_branch() -> StageOutput:
+        return ecg_ssl.run(cfg, shards, store, verbose=verbose)
+
+    feats = None
+    if cfg.finetune.init == "align":
+        missing = not store.exists("image_pretrain", image_pretrain.key_for(cfg, shards)) and \
+            not store.exists("ecg_ssl", ecg_ssl.key_for(cfg, shards))
+        if missing and side_by_side(cfg):
+            with ThreadPoolExecutor(2, thread_name_prefix="xmodal-shared") as pool:
+                image_job, ssl_job = pool.submit(image_branch), pool.submit(ssl_branch)
+                (stages["image_pretrain"], feats), stages["ecg_ssl"] = image_job.result(), ssl_job.result()
+        else:
+            stages["image_pretrain"], feats = image_branch()
+            stages["ecg_ssl"] = ssl_branch()
+    elif cfg.finetune.init == "ssl":
+        stages["ecg_ssl"] = ssl_branch()
+    return stages, feats
+
+
+def side_by_side(cfg: ExperimentConfig) -> bool:
+    """Whether two of ``cfg``'s Train runs fit in the cluster's free resources at once, with CPUs left
+    for their Ray Data reads (which run outside the runs' placement groups: without a free CPU they
+    wait forever)."""
+    import ray
+
+    if not ray.is_initialized():
+        return False
+    s, free = cfg.scaling, ray.available_resources()
+    gpus = s.num_workers * (s.gpus_per_worker or 1.0) if s.use_gpu else 0.0
+    return free.get("CPU", 0.0) >= 2 * s.num_workers * s.cpus_per_worker + 2 and free.get("GPU", 0.0) >= 2 * gpus
+
+
 def run_chain(cfg: ExperimentConfig, *, evaluate_test: bool = False, callbacks: list | None = None,
               shards: ShardSet | None = None, verbose: bool = True) -> ChainResult:
     """Run (or reuse) every stage for ``cfg.data.pathology``; ``callbacks`` go to align/finetune runs."""
@@ -96,14 +145,8 @@ def run_chain(cfg: ExperimentConfig, *, evaluate_test: bool = False, callbacks: 
     check_splits(shards, cfg.data.pathology)
     store = StageStore(shards.storage)
     kw = {"verbose": verbose}
-    stages: dict[str, StageOutput] = {}
-    feats = None
+    stages, feats = run_shared(cfg, shards, verbose=verbose)
     if cfg.finetune.init == "align":
-        stages["image_pretrain"] = image_pretrain.run(cfg, shards, store, **kw)
-    if cfg.finetune.init in ("align", "ssl"):
-        stages["ecg_ssl"] = ecg_ssl.run(cfg, shards, store, **kw)
-    if cfg.finetune.init == "align":
-        feats = features.run(cfg, shards, stages["image_pretrain"].key, verbose=verbose)
         stages["align"], stages["finetune"] = align_finetune.run(cfg, shards, feats, stages["ecg_ssl"], store,
                                                                  callbacks=callbacks, **kw)
     else:

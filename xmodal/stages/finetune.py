@@ -17,9 +17,10 @@ from xmodal.data.pipeline import ShardSet, known, open_split
 from xmodal.metrics import binary_metrics
 from xmodal.models.heads import ClassificationHead
 from xmodal.models.registry import build_ecg_encoder
-from xmodal.stages import align, ecg_ssl
+from xmodal.stages import align, ecg_ssl, labelled
 from xmodal.stages import loop as L
 from xmodal.stages.image_model import masked_bce
+from xmodal.stages.labelled import labelled_filter
 from xmodal.stages.runner import run_stage
 from xmodal.stages.store import StageOutput, StageStore, stage_key
 from xmodal.storage import Storage
@@ -100,16 +101,22 @@ def train_loop(lc: dict) -> None:
     train_phase(cfg, w, train, val, init_state(lc))
 
 
-def open_labelled(shards: ShardSet, split: str, pathology: str, *, allow_test: bool = False, purpose: str = STAGE):
-    """ECG + ``label`` rows of one split where the pathology label is known."""
+def open_labelled(shards: ShardSet, split: str, pathology: str, *, allow_test: bool = False, purpose: str = STAGE,
+                  pairs: list[str] | None = None):
+    """ECG + ``label`` rows of one split where the pathology label is known (and, in training with
+    ``data.label_fraction < 1``, usable: ``pairs`` from :func:`xmodal.stages.labelled.labelled_pairs`)."""
+    where = known(pathology)
+    if (subset := labelled_filter(pairs, split)) is not None:
+        where = where & subset
     ds = open_split(shards.data_uri, split, storage=shards.storage, key=shards.key, columns=["ecg", pathology],
-                    purpose=purpose, allow_test=allow_test, where=known(pathology))
+                    purpose=purpose, allow_test=allow_test, where=where)
     return ds.rename_columns({pathology: "label"})
 
 
 def key_for(cfg: ExperimentConfig, shards: ShardSet, init: StageOutput | None) -> str:
     own = {"pathology": cfg.data.pathology, "stage": cfg.finetune, "seed": cfg.seed,
-           "encoder": [cfg.model.ecg_encoder, cfg.model.ecg_width, cfg.model.ecg_layers, cfg.model.ecg_heads]}
+           "encoder": [cfg.model.ecg_encoder, cfg.model.ecg_width, cfg.model.ecg_layers, cfg.model.ecg_heads,
+                       cfg.model.ecg_dropout, cfg.model.ecg_attn_dropout], **labelled.key_part(cfg)}
     inputs = {init.stage: init.key} if init else {}
     return stage_key(STAGE, config=own, inputs=inputs, data=shards.key)
 
@@ -122,7 +129,8 @@ def run(cfg: ExperimentConfig, shards: ShardSet, init: StageOutput | None, store
     key = key_for(cfg, shards, init)
     if store.exists(STAGE, key):
         return store.load(STAGE, key)
-    ds = {s: open_labelled(shards, s, cfg.data.pathology) for s in ("train", "val")}
+    pairs = labelled.labelled_pairs(cfg)
+    ds = {s: open_labelled(shards, s, cfg.data.pathology, pairs=pairs) for s in ("train", "val")}
     lc = {"init_stage": init.stage if init else "", "init_key": init.key if init else "",
           "storage": shards.storage.uri}
     return run_stage(STAGE, key, train_loop, cfg=cfg, store=store, datasets=ds, loop_config=lc,

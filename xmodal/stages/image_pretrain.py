@@ -12,6 +12,7 @@ import torch
 from xmodal.config import ExperimentConfig, from_dict
 from xmodal.data.pipeline import ShardSet, open_split
 from xmodal.metrics import binary_metrics
+from xmodal.stages import labelled
 from xmodal.stages import loop as L
 from xmodal.stages.image_model import ImageClassifier, ImageModel, masked_bce
 from xmodal.stages.runner import run_stage
@@ -63,7 +64,7 @@ def key_for(cfg: ExperimentConfig, shards: ShardSet) -> str:
     m = cfg.model
     own = {"method_view": cfg.method if shards.image_kind != "cxr" else "cxr", "image_encoder": m.image_encoder,
            "image_width": m.image_width, "image_weights": m.image_weights, "segments": m.ecg_segments,
-           "stage": cfg.image_pretrain, "seed": cfg.seed}
+           "stage": cfg.image_pretrain, "seed": cfg.seed, **labelled.key_part(cfg)}
     return stage_key(STAGE, config=own, inputs={}, data=shards.key)
 
 
@@ -72,8 +73,9 @@ def run(cfg: ExperimentConfig, shards: ShardSet, store: StageStore, **kw) -> Sta
     if store.exists(STAGE, key):
         return store.load(STAGE, key)
     cols = ["image", *shards.labels]
-    ds = {s: open_split(shards.data_uri, s, storage=shards.storage, key=shards.key, columns=cols, purpose=STAGE)
-          for s in ("train", "val")}
+    pairs = labelled.labelled_pairs(cfg)  # labels scarce: the labelled subjects' training pairs only
+    ds = {s: open_split(shards.data_uri, s, storage=shards.storage, key=shards.key, columns=cols, purpose=STAGE,
+                        where=labelled.labelled_filter(pairs, s)) for s in ("train", "val")}
     return run_stage(STAGE, key, train_loop, cfg=cfg, store=store, datasets=ds,
                      loop_config={"labels": list(shards.labels), "image_kind": shards.image_kind},
                      meta={"inputs": {}, "data_fingerprint": shards.key, "labels": list(shards.labels)}, **kw)
