@@ -78,7 +78,7 @@ def classes(label: torch.Tensor) -> torch.Tensor:
     import torch.distributed as dist
 
     rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-    own = 2 + rank * len(label) + torch.arange(len(label), device=label.device)
+    own = 2 + rank * 2**40 + torch.arange(len(label), device=label.device)  # ranks' batches may differ in size
     return torch.where(torch.isnan(label), own, label.nan_to_num(0.0).long())
 
 
