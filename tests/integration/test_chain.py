@@ -6,7 +6,8 @@ import pytest
 
 from xmodal.config import apply_overrides
 from xmodal.data.pipeline import read_access_log
-from xmodal.stages.chain import run_chain
+from xmodal.errors import SearchError
+from xmodal.stages.chain import check_splits, load_cohort, run_chain
 from xmodal.stages.store import StageStore
 
 pytestmark = pytest.mark.integration
@@ -72,6 +73,12 @@ def test_scarce_labels_retrain_labelled_stages_and_reuse_ecg_ssl(ray_local, smok
         assert not scarce.reused[name] and scarce.stages[name].key != full.stages[name].key
     assert [h["epoch"] for h in scarce.stages["align"].metrics["history"]] == list(range(smoke_cfg.align.epochs))
     assert 0.0 <= scarce.val["val_auroc"] <= 1.0
+
+    # So few labelled subjects that training would see one class: refused before any training, by name.
+    df = load_cohort(smoke_cfg)
+    one_pair = df.loc[(df["split"] == "train") & df[smoke_cfg.data.pathology].notna(), "pair_id"].iloc[:1].tolist()
+    with pytest.raises(SearchError, match="single class.*train.*label_fraction=0.01"):
+        check_splits(full.shards, smoke_cfg.data.pathology, 0.01, one_pair)
 
 
 @pytest.mark.timeout(300)

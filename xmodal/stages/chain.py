@@ -18,6 +18,7 @@ from xmodal.data.pipeline import ShardSet, preprocess
 from xmodal.errors import ConfigError, SearchError
 from xmodal.stages import align_finetune, ecg_ssl, evaluate, features, finetune, image_pretrain
 from xmodal.stages.features import FeatureSet
+from xmodal.stages.labelled import labelled_pairs
 from xmodal.stages.store import StageOutput, StageStore
 from xmodal.storage import Storage
 
@@ -75,8 +76,10 @@ def prepare(cfg: ExperimentConfig, *, verbose: bool = True) -> ShardSet:
                       verbose=verbose)
 
 
-def check_splits(shards: ShardSet, pathology: str) -> None:
-    """Refuse before training: an empty split or a validation label with one class."""
+def check_splits(shards: ShardSet, pathology: str, label_fraction: float = 1.0,
+                 labelled: list[str] | None = None) -> None:
+    """Refuse before training: an empty split or a label with one class in training or validation
+    (in training, among the ``labelled`` pairs when labels are scarce)."""
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
 
@@ -84,10 +87,14 @@ def check_splits(shards: ShardSet, pathology: str) -> None:
 
     st = shards.storage
     ds = pads.dataset(st.path("shards", shards.key, "data"), format="parquet", filesystem=st.fs)
-    t = ds.to_table(columns=["split", pathology], filter=pc.field("ok") & (pc.field("split") != "test")).to_pandas()
+    t = ds.to_table(columns=["pair_id", "split", pathology],
+                    filter=pc.field("ok") & (pc.field("split") != "test")).to_pandas()
+    if labelled is not None:
+        t = t[(t["split"] != "train") | t["pair_id"].isin(labelled)]
     problem = label_split_problem(t["split"], t[pathology], pathology)
     if problem:
-        raise SearchError(f"{problem} (after dropping bad records)")
+        scarce = f" with data.label_fraction={label_fraction}" if labelled is not None else ""
+        raise SearchError(f"{problem} (after dropping bad records{scarce})")
 
 
 def run_shared(cfg: ExperimentConfig, shards: ShardSet, *,
@@ -142,7 +149,7 @@ def run_chain(cfg: ExperimentConfig, *, evaluate_test: bool = False, callbacks: 
               shards: ShardSet | None = None, verbose: bool = True) -> ChainResult:
     """Run (or reuse) every stage for ``cfg.data.pathology``; ``callbacks`` go to align/finetune runs."""
     shards = shards or prepare(cfg, verbose=verbose)
-    check_splits(shards, cfg.data.pathology)
+    check_splits(shards, cfg.data.pathology, cfg.data.label_fraction, labelled_pairs(cfg))
     store = StageStore(shards.storage)
     kw = {"verbose": verbose}
     stages, feats = run_shared(cfg, shards, verbose=verbose)
