@@ -6,7 +6,7 @@
 (d) streaming ECG + cached image features, as ``align`` reads them.
 
 A stream has a start-up latency (planning the read, launching Ray Data's read tasks: the time to the
-first batch, about a second here, paid once per Train run) and a throughput once it flows. (c) and (d)
+first batch, 0.35–0.4 s in the committed run, paid once per Train run) and a throughput once it flows. (c) and (d)
 report both, separately: rows/s is the throughput over ``STREAM_EPOCHS`` passes after the first batch
 (each later pass re-launches its reads, so its own start-up is counted), which is the figure that scales
 with the cohort; the start-up is a fixed cost, listed in seconds. The naive loader has no start-up to

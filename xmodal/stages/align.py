@@ -24,7 +24,7 @@ from xmodal.metrics import binary_metrics
 from xmodal.models.phase import phase_pool, rpeak_phase_boundaries
 from xmodal.models.heads import ClassificationHead, ProjectionHead
 from xmodal.models.registry import build_ecg_encoder
-from xmodal.dist import local_only
+from xmodal.dist import local_only, rank
 from xmodal.stages import ecg_ssl, labelled
 from xmodal.stages import loop as L
 from xmodal.stages.features import FeatureSet
@@ -75,10 +75,7 @@ def classes(label: torch.Tensor) -> torch.Tensor:
     """Contrastive classes ``(B,)`` long from 0/1 labels with NaN for unlabelled rows: a labelled row is
     its label's class, an unlabelled one a class of its own, unique across ranks (its only positive is
     its own pair)."""
-    import torch.distributed as dist
-
-    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-    own = 2 + rank * 2**40 + torch.arange(len(label), device=label.device)  # ranks' batches may differ in size
+    own = 2 + rank() * 2**40 + torch.arange(len(label), device=label.device)  # ranks' batches may differ in size
     return torch.where(torch.isnan(label), own, label.nan_to_num(0.0).long())
 
 

@@ -123,7 +123,8 @@ def train_loop(lc: dict) -> None:
 def key_for(cfg: ExperimentConfig, shards: ShardSet) -> str:
     m = cfg.model
     own = {"encoder": m.ecg_encoder, "width": m.ecg_width, "layers": m.ecg_layers, "heads": m.ecg_heads,
-           "dropout": m.ecg_dropout, "attn_dropout": m.ecg_attn_dropout, "proj": [m.proj_hidden, m.proj_dim], "stage": cfg.ecg_ssl, "seed": cfg.seed}
+           "dropout": m.ecg_dropout, "attn_dropout": m.ecg_attn_dropout, "proj": [m.proj_hidden, m.proj_dim],
+           "stage": cfg.ecg_ssl, "seed": cfg.seed}
     return stage_key(STAGE, config=own, inputs={}, data=shards.key)
 
 
