@@ -2,15 +2,16 @@
 
 (a) naive: a single-process PyTorch ``DataLoader`` that reads WFDB + DICOM and resizes per sample;
 (b) xmodal's Ray Data preprocess job on the same raw files (writes Parquet shards);
-(c) streaming preprocessed shards (ECG ``[12, 1000]`` + 224 px image per row) with ``iter_torch_batches``;
+(c) streaming preprocessed shards (ECG ``[12, 1000]`` + 224 px image per row);
 (d) streaming ECG + cached image features, as ``align`` reads them.
 
-A stream has a start-up latency (planning the read, launching Ray Data's read tasks: the time to the
-first batch, 0.35–0.4 s in the committed run, paid once per Train run) and a throughput once it flows. (c) and (d)
-report both, separately: rows/s is the throughput over ``STREAM_EPOCHS`` passes after the first batch
-(each later pass re-launches its reads, so its own start-up is counted), which is the figure that scales
-with the cohort; the start-up is a fixed cost, listed in seconds. The naive loader has no start-up to
-speak of: its rate is per-sample decoding.
+(c) and (d) run the data path of a training stage as the stages run it: one pass of the Ray Data
+stream into memory (``xmodal.stages.loop.collect``, what ``load_split`` does on each Train worker),
+then ``STREAM_EPOCHS`` epochs of shuffled minibatches from memory. Their pairs/s is every row handed
+to the training loop over those epochs divided by the whole time, the stream's start-up included.
+The naive loader decodes every sample again each epoch, so its rate is the same for any number of
+epochs. Listed apart: the time to the first batch (planning the read, launching its tasks: a fixed
+cost per Train run) and the read pass's own throughput after its first batch.
 
 (a) and (b) read the MIMIC-sized raw cohort. (c) and (d) read shards of the larger search cohort:
 a shard row has the same shape whatever the raw image size was, and more rows give steadier figures.
@@ -19,6 +20,7 @@ a shard row has the same shape whatever the raw image size was, and more rows gi
 from __future__ import annotations
 
 import shutil
+import time
 
 import torch
 
@@ -27,7 +29,8 @@ from xmodal.bench.timing import summary, timed
 from xmodal.config import ECGPreprocessConfig, ImagePreprocessConfig
 
 ECG, IMAGE = ECGPreprocessConfig(), ImagePreprocessConfig()  # the published 100 Hz x 10 s, 224 px
-BATCH = 64
+BATCH = 64  # minibatch handed to the training loop
+READ_BATCH = 512  # Ray Data batch of the read pass (as ``load_split``)
 STREAM_EPOCHS = 3
 
 
@@ -63,24 +66,35 @@ def naive(df) -> float:
     return n / sec
 
 
-def stream(open_ds, epochs: int = STREAM_EPOCHS) -> tuple[float, float]:
-    """``(seconds to the first batch, rows/s after it)`` over ``epochs`` passes of one opened dataset."""
-    import time
+def stream(open_ds, columns: list[str], epochs: int = STREAM_EPOCHS) -> dict[str, float]:
+    """One stage's data path over ``epochs``: ``{"run": rows/s handed to the loop, start-up included,
+    "read": rows/s of the read pass after its first batch, "first_batch_s": ...}``."""
+    from xmodal.stages.loop import collect, minibatches, n_rows
 
-    ds = open_ds()
     t0 = time.perf_counter()
-    batches = iter(ds.iter_torch_batches(batch_size=BATCH))
-    first = len(next(batches)["ecg"])
-    t_first = time.perf_counter() - t0
-    n = _drain(batches)
-    for _ in range(epochs - 1):
-        n += _drain(ds.iter_torch_batches(batch_size=BATCH))
-    return t_first, n / (time.perf_counter() - t0 - t_first)
+    first: list[tuple[float, int]] = []
+
+    def batches():
+        for b in open_ds().iter_torch_batches(batch_size=READ_BATCH, device="cpu"):
+            if not first:
+                first.append((time.perf_counter() - t0, len(b[columns[0]])))
+            yield b
+
+    data = collect(batches(), columns)
+    t_read = time.perf_counter() - t0
+    delivered = 0
+    for epoch in range(epochs):
+        for b in minibatches(data, BATCH, seed=0, epoch=epoch):
+            delivered += len(b[columns[0]])
+    total = time.perf_counter() - t0
+    t_first, n_first = first[0]
+    return {"run": delivered / total, "read": (n_rows(data) - n_first) / max(t_read - t_first, 1e-9),
+            "first_batch_s": t_first}
 
 
-def _streams(runs: list[tuple[float, float]]) -> tuple[dict, dict]:
-    """(throughput summary, first-batch summary) of repeated :func:`stream` runs."""
-    return summary([r for _, r in runs]), summary([f for f, _ in runs])
+def _streams(runs: list[dict[str, float]]) -> tuple[dict, dict, dict]:
+    """(run-rate, read-rate, first-batch) summaries of repeated :func:`stream` runs."""
+    return tuple(summary([r[k] for r in runs]) for k in ("run", "read", "first_batch_s"))
 
 
 def run(ctx) -> dict:
@@ -107,13 +121,13 @@ def run(ctx) -> dict:
     search = load_manifest(ctx.search_cohort())
     shards = preprocess(search, ECG, IMAGE, st, verbose=False)  # same row format as (b), more rows
     cols = ["ecg", "image", PATHOLOGY]
-    out["shards"], out["shards_first_batch_s"] = _streams(
+    out["shards"], out["shards_read"], out["shards_first_batch_s"] = _streams(
         [stream(lambda: open_split(shards.data_uri, "train", storage=st, key=shards.key, columns=cols,
-                                   purpose="bench")) for _ in range(ctx.size["stream_reps"])])
+                                   purpose="bench"), cols) for _ in range(ctx.size["stream_reps"])])
     feats = chain.features
-    out["features"], out["features_first_batch_s"] = _streams(
-        [stream(lambda: open_features(feats, "train", PATHOLOGY, ["ecg", "label", "img_feat"]))
-         for _ in range(ctx.size["stream_reps"])])
+    cols = ["ecg", "label", "img_feat"]
+    out["features"], out["features_read"], out["features_first_batch_s"] = _streams(
+        [stream(lambda: open_features(feats, "train", PATHOLOGY, cols), cols) for _ in range(ctx.size["stream_reps"])])
     out["stream_rows"], out["stream_epochs"] = shards.counts["per_split"].get("train"), STREAM_EPOCHS
     base = out["naive"]["median"]
     out["speedup"] = {k: out[k]["median"] / base for k in ("ray_preprocess", "shards", "features")}

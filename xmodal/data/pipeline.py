@@ -31,7 +31,7 @@ from xmodal.config import ECGPreprocessConfig, ImagePreprocessConfig, config_has
 from xmodal.errors import ManifestError
 from xmodal.storage import Storage
 
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2  # 2: tensor columns written without dictionary encoding or statistics
 MAX_BEATS = 32  # R-peak slots stored per ECG (padded with -1)
 SPLITS = ("train", "val", "test")
 
@@ -160,7 +160,8 @@ def preprocess(manifest: pd.DataFrame, ecg: ECGPreprocessConfig, image: ImagePre
         _ReadPairs, fn_constructor_args=(ecg, image, kinds[0], labels), batch_format="pandas",
         batch_size=None, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, os.cpu_count() or 1)),
         num_cpus=1, max_restarts=0)  # a decode error is a bad record, not an actor crash
-    ds.write_parquet(storage.uri_of("shards", key, "data"), filesystem=None if storage.is_local else storage.fs)
+    ds.write_parquet(storage.uri_of("shards", key, "data"), filesystem=None if storage.is_local else storage.fs,
+                     **parquet_options(["pair_id", "split", "ok", "error", "bad_file", "ecg_path", "image_path", *labels]))
 
     counts = _summarise(storage, key, labels)
     storage.write_json({"counts": counts, "ecg": to_dict(ecg), "image": to_dict(image),
@@ -172,6 +173,16 @@ def preprocess(manifest: pd.DataFrame, ecg: ECGPreprocessConfig, image: ImagePre
         print(f"[xmodal] preprocessed {counts['rows']} pairs in {time.time() - t0:.1f}s: "
               f"{counts['ok']} ok, {bad} bad" + (f" (listed in {where})" if bad else ""))
     return ShardSet(storage, key, kinds[0], labels, counts)
+
+
+def parquet_options(scalar_columns: "list[str] | tuple[str, ...]") -> dict[str, Any]:
+    """pyarrow writer options for xmodal's Parquet: dictionary encoding and statistics on the scalar columns only.
+
+    pyarrow's defaults dictionary-encode every column. On a tensor column that only costs: float16 ECGs
+    stored that way read 6x slower (0.22 s vs 0.034 s for 673 ECGs of ``[12, 1000]``, measured with
+    pyarrow alone), and min/max statistics over millions of samples prune nothing.
+    """
+    return {"use_dictionary": list(scalar_columns), "write_statistics": list(scalar_columns)}
 
 
 def _summarise(storage: Storage, key: str, labels: tuple[str, ...]) -> dict[str, Any]:

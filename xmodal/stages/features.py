@@ -19,12 +19,13 @@ import pyarrow.compute as pc
 import torch
 
 from xmodal.config import ExperimentConfig, config_hash, to_dict
-from xmodal.data.pipeline import ShardSet
+from xmodal.data.pipeline import ShardSet, parquet_options
 from xmodal.stages.image_model import image_mode
 from xmodal.stages.store import StageStore
 from xmodal.storage import Storage
 
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2  # 2: tensor columns without dictionary encoding; files of at least FILE_ROWS rows
+FILE_ROWS = 2048  # ~50 MB of float16 ECGs a file: few read tasks a pass, still several files on a real cohort
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,8 @@ def run(cfg: ExperimentConfig, shards: ShardSet, image_key: str, *, verbose: boo
     ds = ds.map_batches(_Encode, fn_constructor_args=(to_dict(cfg), shards.image_kind, st.uri, image_key),
                         batch_size=64, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=1),
                         num_cpus=1, max_restarts=0)
-    ds.write_parquet(st.uri_of("features", key, "data"), filesystem=None if st.is_local else st.fs)
+    ds.write_parquet(st.uri_of("features", key, "data"), filesystem=None if st.is_local else st.fs,
+                     min_rows_per_file=FILE_ROWS, **parquet_options(["pair_id", "split", "ok", *shards.labels]))
     st.write_json({"shards": shards.key, "image_pretrain": image_key, "columns": cols,
                    "seconds": round(time.time() - t0, 2)}, "features", key, "meta.json")
     if verbose:

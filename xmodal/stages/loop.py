@@ -12,7 +12,7 @@ import math
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -71,8 +71,13 @@ def load_split(name: str, columns: list[str], *, batch_size: int = 512) -> dict[
     shard = ray.train.get_dataset_shard(name)
     if shard is None:
         return {}
+    return collect(shard.iter_torch_batches(batch_size=batch_size, device="cpu"), columns)
+
+
+def collect(batches: Iterable[dict[str, torch.Tensor]], columns: list[str]) -> dict[str, torch.Tensor]:
+    """Concatenate ``columns`` of a stream of batches: ``{column: (N, ...)}``."""
     parts: dict[str, list[torch.Tensor]] = {c: [] for c in columns}
-    for batch in shard.iter_torch_batches(batch_size=batch_size, device="cpu"):
+    for batch in batches:
         for c in columns:
             parts[c].append(batch[c])
     return {c: torch.cat(v) if v else torch.empty(0) for c, v in parts.items()}
