@@ -18,6 +18,28 @@ def test_nan_labels_are_dropped_and_single_class_is_nan():
     assert math.isnan(binary_metrics(np.ones(4), np.arange(4.0))["auroc"])
 
 
+@pytest.mark.parametrize("n", [7, 60, 500])
+def test_vectorised_resamples_match_sklearn_on_each_resample(n):
+    """Parity with the plain way: sklearn's AUROC / AP on each resampled array (ties included)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from xmodal.metrics import resample_counts, weighted_auroc_ap
+
+    rng = np.random.default_rng(n)
+    y = rng.integers(0, 2, n).astype(float)
+    s = np.round(y + rng.normal(0, 1.0, n), 1)  # rounded: many tied scores
+    w = resample_counts(n, 40, seed=3)
+    auroc, ap = weighted_auroc_ap(y, s, w)
+    idx = np.random.default_rng(3).integers(0, n, size=(40, n))  # the same draws as resample_counts
+    for b, row in enumerate(idx):
+        assert np.array_equal(np.bincount(row, minlength=n), w[b])
+        if y[row].min() == y[row].max():
+            assert np.isnan(auroc[b]) and np.isnan(ap[b])
+            continue
+        assert auroc[b] == pytest.approx(roc_auc_score(y[row], s[row]), abs=1e-12)
+        assert ap[b] == pytest.approx(average_precision_score(y[row], s[row]), abs=1e-12)
+
+
 def test_bootstrap_ci_brackets_point_estimate():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 400).astype(float)

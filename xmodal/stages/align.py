@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.compute as pc
 import torch
-from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from xmodal.config import ExperimentConfig, from_dict, to_dict
@@ -90,6 +89,8 @@ def probe(train_z: np.ndarray, train_y: np.ndarray, val_z: np.ndarray, val_y: np
     """Linear probe: logistic regression on embeddings, scored on validation."""
     if len(np.unique(train_y)) < 2:
         return binary_metrics(val_y, np.zeros(len(val_y)))
+    from sklearn.linear_model import LogisticRegression  # lazily: see xmodal.metrics
+
     clf = LogisticRegression(max_iter=300, C=1.0).fit(train_z, train_y)
     return binary_metrics(val_y, clf.decision_function(val_z))
 
