@@ -17,7 +17,7 @@ from pathlib import Path
 from xmodal.errors import XmodalError
 
 BUDGETS = {  # trials per pathology, refit top-k, seeds, demo subjects
-    "default": dict(num_samples=4, refit_top=1, refit_seeds=2, subjects=600, preset="demo"),
+    "default": dict(num_samples=4, refit_top=1, refit_seeds=2, subjects=None, preset="demo"),  # None: DEMO_SUBJECTS
     "smoke": dict(num_samples=2, refit_top=1, refit_seeds=1, subjects=160, preset="smoke"),
 }
 
@@ -107,12 +107,12 @@ def _main(args: argparse.Namespace) -> int:
     from xmodal.search.driver import DATA_CPUS_PER_TRIAL
     from xmodal.search.driver import resources as trial_resources
     from xmodal.search.run import default_pathologies, run_search, validate_pathologies
-    from xmodal.stages.chain import METHOD_IMAGE_KIND, METHOD_LOSS, demo_manifest
+    from xmodal.stages.chain import DEMO_SUBJECTS, METHOD_IMAGE_KIND, METHOD_LOSS, demo_manifest
 
     cfg, opts, space, budget = build(args)
     t0 = time.time()
     if not cfg.data.manifest:
-        subjects = args.demo_subjects or budget["subjects"]
+        subjects = args.demo_subjects or budget["subjects"] or DEMO_SUBJECTS
         print(f"[xmodal] synthetic demo cohort ({subjects} subjects; generated once, then cached)")
         cfg = apply_overrides(cfg, {"data.manifest": str(demo_manifest(cfg, subjects=subjects).resolve())})
     manifest = load_manifest(cfg.data.manifest)

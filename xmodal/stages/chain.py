@@ -25,6 +25,7 @@ from xmodal.storage import Storage
 METHOD_LOSS = {"cromotex": "ahnp_supcon", "eccl": "clip_task", "ptacl": "ptacl", "dual_phase": "multi_phase_clip"}
 METHOD_IMAGE_KIND = {"cromotex": "cxr", "eccl": "cine", "ptacl": "cine", "dual_phase": "cine"}
 DEMO_ROOT = Path(".cache") / "xmodal-demo"
+DEMO_SUBJECTS = 500  # the embedded default's cohort: its search takes about 10 minutes on 2 cores
 
 
 @dataclass
@@ -37,7 +38,7 @@ class ChainResult:
     reused: dict[str, bool] = field(default_factory=dict)
 
 
-def demo_manifest(cfg: ExperimentConfig, subjects: int = 600, seed: int = 0) -> Path:
+def demo_manifest(cfg: ExperimentConfig, subjects: int = DEMO_SUBJECTS, seed: int = 0) -> Path:
     """The synthetic demo cohort for this method, generated once and cached next to a local stage
     storage (``<storage>/../xmodal-demo``; ``.cache/xmodal-demo`` with the default storage)."""
     from xmodal.data.synthetic import ensure_demo_cohort
