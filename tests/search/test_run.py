@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from xmodal.search.run import _group, _same
+from xmodal.search.run import _group, _same, pick_recommended
 
 
 def test_same_ignores_float_noise_but_not_values():
@@ -26,3 +26,10 @@ def test_group_matches_refits_whatever_their_order():
     assert g["mean_val_auroc"].round(6).tolist() == [0.75, 0.6]
     assert g["sd_val_auroc"].round(6).tolist() == [0.05, 0.05]
     assert g["n_ok"].tolist() == [2, 2]
+
+
+def test_published_defaults_are_recommended_when_they_refit_best():
+    # rows: best found, published defaults (added), ECG-only baseline
+    grouped = pd.DataFrame({"mean_val_auroc": [0.827, 0.838, 0.90]})
+    assert pick_recommended(grouped, 2) == 1  # the defaults beat the best found; the baseline is no candidate
+    assert pick_recommended(pd.DataFrame({"mean_val_auroc": [0.85, 0.838, 0.90]}), 2) == 0

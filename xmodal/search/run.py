@@ -72,6 +72,14 @@ def _group(refits: pd.DataFrame, configs: list[dict], seeds: int) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
+def pick_recommended(grouped: pd.DataFrame, n_candidates: int) -> int:
+    """Row of the refit config with the best mean validation AUROC among the first ``n_candidates`` (the
+    best found and the published defaults, not the ECG-only baseline): when the published defaults refit
+    better than every config the search found, they are the recommendation, so a search never
+    recommends worse than the defaults it started from."""
+    return int(grouped.iloc[:n_candidates]["mean_val_auroc"].idxmax())
+
+
 def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: SearchOptions, *,
                cluster: dict, storage: str, warm_points: list[dict]) -> PathologyResult:
     from xmodal.stages.chain import check_splits, prepare, run_shared
@@ -122,8 +130,8 @@ def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: 
                                                                                             "refit")],
                    concurrency=conc)
     grouped = _group(refits, configs, opts.refit_seeds)
-    best_ci = int(grouped.iloc[: len(top)]["mean_val_auroc"].idxmax())
-    recommended = top[best_ci]
+    best_ci = pick_recommended(grouped, len(top_and_published))
+    recommended = top_and_published[best_ci]
 
     # One pass over the test split, for the recommended config's seeds, published defaults and baseline.
     roles = {"recommended": best_ci, "published": published_ci, "baseline": len(configs) - 1}
