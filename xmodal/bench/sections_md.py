@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 def _reason(s: dict) -> list[str]:
-    return [f"Not measured: {s['reason']}", ""]
+    reason = s["reason"]
+    return [reason[0].upper() + reason[1:] if reason.startswith("not measured") else f"Not measured: {reason}", ""]
 
 
 def loss(s: dict, fmt) -> list[str]:
