@@ -3,6 +3,11 @@
 Runs the whole chain for one pathology (reusing cached stages) and prints validation — and, only
 with ``--evaluate-test``, test — AUROC/AUPRC with bootstrap 95 % CIs. ``CONFIG.yaml`` is the format
 the search writes as ``recommended.yaml``, so a recommended config trains as it stands.
+
+``python -m xmodal export-image-encoder --config CONFIG.yaml --out encoder.pt [--set ...]`` runs (or
+reuses) the cohort's ``image_pretrain`` stage and writes its encoder as a weights file, which another
+cohort's chain starts from with ``model.image_weights=encoder.pt`` — e.g. an encoder pretrained on
+every chest X-ray of MIMIC-CXR, most of which have no paired ECG.
 """
 
 from __future__ import annotations
@@ -40,6 +45,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_image_encoder(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from xmodal.config import ExperimentConfig, apply_overrides, load_yaml, parse_override
+    from xmodal.runtime import ensure_ray
+    from xmodal.stages import image_pretrain
+    from xmodal.stages.chain import prepare
+    from xmodal.stages.store import StageStore
+
+    cfg = load_yaml(args.config) if args.config else ExperimentConfig()
+    cfg = apply_overrides(cfg, dict(parse_override(s) for s in args.set))
+    ensure_ray(args.num_cpus)
+    shards = prepare(cfg)
+    store = StageStore(shards.storage)
+    out = image_pretrain.run(cfg, shards, store)
+    state = image_pretrain.encoder_state(store, out.key)
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    best = out.metrics.get("best", {})
+    scores = ", ".join(f"{k[len('val_auroc_'):]} {v:.3f}" for k, v in best.items() if k.startswith("val_auroc_"))
+    print(f"wrote {path} ({cfg.model.image_encoder}, {len(state)} tensors); validation AUROC: {scores}")
+    print(f"use it with: --set model.image_weights={path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m xmodal", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -49,9 +82,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="dotted-key override, e.g. --set loss.tau=0.05 (repeatable)")
     t.add_argument("--evaluate-test", action="store_true", help="run the one explicit final test evaluation")
     t.add_argument("--num-cpus", type=int, default=None, help="logical CPUs for a local Ray (default: all)")
+    e = sub.add_parser("export-image-encoder", help="pretrain (or reuse) the image encoder and write its weights")
+    e.add_argument("--config", help="YAML config naming the image cohort (data.manifest) and encoder")
+    e.add_argument("--out", required=True, help="weights file to write (.pt), loadable as model.image_weights")
+    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted-key override")
+    e.add_argument("--num-cpus", type=int, default=None, help="logical CPUs for a local Ray (default: all)")
     args = p.parse_args(argv)
     try:
-        return {"train": cmd_train}[args.command](args)
+        return {"train": cmd_train, "export-image-encoder": cmd_export_image_encoder}[args.command](args)
     except XmodalError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

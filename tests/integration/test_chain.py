@@ -101,3 +101,35 @@ def test_concurrent_training_trials_share_the_cluster_and_a_crash_loses_nothing(
     err = trials.loc[trials["status"] == "error", "error"].iloc[0]
     assert err.startswith("ConfigError") and "loss.nope" in err, err
     assert trials.loc[trials["status"] == "completed", "val_auroc"].between(0, 1).all()
+
+
+@pytest.mark.timeout(300)
+def test_exported_image_encoder_is_a_new_starting_point(ray_local, smoke_cfg, tmp_path, capsys):
+    """``export-image-encoder`` writes the pretrained encoder; a chain starting from that file has its
+    own ``image_pretrain`` key, and new weights at the same path make a new key again."""
+    from dataclasses import replace
+
+    import torch
+
+    from xmodal.__main__ import main
+    from xmodal.config import save_yaml
+    from xmodal.models.registry import build_image_encoder
+    from xmodal.stages import image_pretrain
+    from xmodal.stages.chain import prepare
+
+    save_yaml(smoke_cfg, tmp_path / "cfg.yaml")
+    path = tmp_path / "encoder.pt"
+    assert main(["export-image-encoder", "--config", str(tmp_path / "cfg.yaml"), "--out", str(path)]) == 0
+    assert "model.image_weights=" in capsys.readouterr().out
+
+    shards = prepare(smoke_cfg, verbose=False)
+    store = StageStore(shards.storage)
+    source = image_pretrain.encoder_state(store, image_pretrain.key_for(smoke_cfg, shards))
+    loaded = build_image_encoder(replace(smoke_cfg.model, image_weights=str(path))).state_dict()
+    assert loaded.keys() == source.keys() and all(torch.equal(loaded[k], source[k]) for k in source)
+
+    warm = apply_overrides(smoke_cfg, {"model.image_weights": str(path)})
+    key = image_pretrain.key_for(warm, shards)
+    assert key != image_pretrain.key_for(smoke_cfg, shards)
+    torch.save({k: v + 1 for k, v in source.items()}, path)
+    assert image_pretrain.key_for(warm, shards) != key

@@ -30,7 +30,6 @@ from xmodal.config import ECGPreprocessConfig, ImagePreprocessConfig
 
 ECG, IMAGE = ECGPreprocessConfig(), ImagePreprocessConfig()  # the published 100 Hz x 10 s, 224 px
 BATCH = 64  # minibatch handed to the training loop
-READ_BATCH = 512  # Ray Data batch of the read pass (as ``load_split``)
 STREAM_EPOCHS = 3
 
 
@@ -69,7 +68,7 @@ def naive(df) -> float:
 def stream(open_ds, columns: list[str], epochs: int = STREAM_EPOCHS) -> dict[str, float]:
     """One stage's data path over ``epochs``: ``{"run": rows/s handed to the loop, start-up included,
     "read": rows/s of the read pass after its first batch, "first_batch_s": ...}``."""
-    from xmodal.stages.loop import collect, minibatches, n_rows
+    from xmodal.stages.loop import READ_BATCH, collect, minibatches, n_rows
 
     t0 = time.perf_counter()
     first: list[tuple[float, int]] = []

@@ -25,7 +25,7 @@ def run(ctx) -> dict:
     m = ctx.machine
     workers = feasible_workers(m)
     if not m["gpus"] and m["cores"] < MIN_CORES or len(workers) < 2:
-        return {"reason": f"not measured on this machine: {m['cores']} CPU cores and GPU {m['gpu']} "
+        return {"reason": f"this machine has {m['cores']} CPU cores and GPU {m['gpu']} "
                           f"(needs a GPU or >= {MIN_CORES} cores for 2+ workers)"}
     chain = ctx.warm_chain()
     cfg = ctx.chain_config(ctx.work / "warm")

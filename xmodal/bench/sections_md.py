@@ -4,8 +4,8 @@ from __future__ import annotations
 
 
 def _reason(s: dict) -> list[str]:
-    reason = s["reason"]
-    return [reason[0].upper() + reason[1:] if reason.startswith("not measured") else f"Not measured: {reason}", ""]
+    """A section that did not run: its ``reason`` says why, never "not measured" itself."""
+    return [f"Not measured: {s['reason']}.", ""]
 
 
 def loss(s: dict, fmt) -> list[str]:

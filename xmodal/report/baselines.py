@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     import sys
     from importlib import resources
 
-    from xmodal.config import load_yaml
+    from xmodal.config import load_yaml, parse_override
     from xmodal.errors import XmodalError
     from xmodal.runtime import ensure_ray
     from xmodal.stages.chain import demo_manifest
@@ -129,10 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3, help="training seeds per ECG row")
     ap.add_argument("--label-fraction", type=float, default=1.0,
                     help="fraction of training subjects whose labels are used (data.label_fraction)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="dotted-key override of the base config, e.g. model.image_weights=encoder.pt (repeatable)")
     args = ap.parse_args(argv)
     command = "python searches/compare_baselines.py " + " ".join(argv if argv is not None else sys.argv[1:])
     try:
         cfg = load_yaml(args.config or resources.files("xmodal") / "presets" / "demo.yaml")
+        cfg = apply_overrides(cfg, dict(parse_override(s) for s in args.set))
         manifest = args.data or str(demo_manifest(cfg, subjects=args.subjects))
         cfg = apply_overrides(cfg, {"data.manifest": manifest, "data.label_fraction": args.label_fraction})
         ensure_ray(args.num_cpus)

@@ -82,14 +82,13 @@ def pick_recommended(grouped: pd.DataFrame, n_candidates: int) -> int:
 
 def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: SearchOptions, *,
                cluster: dict, storage: str, warm_points: list[dict]) -> PathologyResult:
-    from xmodal.stages.chain import check_splits, prepare, run_shared
-    from xmodal.stages.labelled import labelled_pairs
+    from xmodal.stages.chain import check_cohort, prepare, run_shared
     from xmodal.stages.evaluate import predict_many
     from xmodal.stages.store import StageStore
 
     base = base_for(cfg, pathology, opts)
     shards = prepare(base, verbose=False)
-    check_splits(shards, pathology, base.data.label_fraction, labelled_pairs(base))
+    check_cohort(shards, base)
     cine = shards.image_kind == "cine"
     conc = max_concurrent(opts, cluster)
     t0 = time.time()

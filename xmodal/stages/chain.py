@@ -98,6 +98,11 @@ def check_splits(shards: ShardSet, pathology: str, label_fraction: float = 1.0,
         raise SearchError(f"{problem} (after dropping bad records{scarce})")
 
 
+def check_cohort(shards: ShardSet, cfg: ExperimentConfig) -> None:
+    """:func:`check_splits` for ``cfg``'s pathology, among the pairs whose labels ``cfg`` trains with."""
+    check_splits(shards, cfg.data.pathology, cfg.data.label_fraction, labelled_pairs(cfg))
+
+
 def run_shared(cfg: ExperimentConfig, shards: ShardSet, *,
                verbose: bool = True) -> tuple[dict[str, StageOutput], FeatureSet | None]:
     """The stages ``cfg``'s trials share (run or reused): ``image_pretrain``, ``ecg_ssl`` and the image
@@ -150,7 +155,7 @@ def run_chain(cfg: ExperimentConfig, *, evaluate_test: bool = False, callbacks: 
               shards: ShardSet | None = None, verbose: bool = True) -> ChainResult:
     """Run (or reuse) every stage for ``cfg.data.pathology``; ``callbacks`` go to align/finetune runs."""
     shards = shards or prepare(cfg, verbose=verbose)
-    check_splits(shards, cfg.data.pathology, cfg.data.label_fraction, labelled_pairs(cfg))
+    check_cohort(shards, cfg)
     store = StageStore(shards.storage)
     kw = {"verbose": verbose}
     stages, feats = run_shared(cfg, shards, verbose=verbose)

@@ -60,10 +60,25 @@ def train_loop(lc: dict) -> None:
             break
 
 
+def weights_digest(path: str) -> str:
+    """Content hash of a ``model.image_weights`` file ("" when unset), so that new weights written to
+    the same path are a new stage, not a stale cache hit."""
+    if not path:
+        return ""
+    import hashlib
+    from pathlib import Path
+
+    from xmodal.errors import RecordError
+
+    if not Path(path).is_file():
+        raise RecordError(path, "weights file not found (check model.image_weights)")
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def key_for(cfg: ExperimentConfig, shards: ShardSet) -> str:
     m = cfg.model
     own = {"method_view": cfg.method if shards.image_kind != "cxr" else "cxr", "image_encoder": m.image_encoder,
-           "image_width": m.image_width, "image_weights": m.image_weights, "segments": m.ecg_segments,
+           "image_width": m.image_width, "image_weights": weights_digest(m.image_weights), "segments": m.ecg_segments,
            "stage": cfg.image_pretrain, "seed": cfg.seed, **labelled.key_part(cfg)}
     return stage_key(STAGE, config=own, inputs={}, data=shards.key)
 
@@ -87,3 +102,10 @@ def load_image_model(cfg: ExperimentConfig, image_kind: str, store: StageStore, 
     model = ImageModel(cfg, image_kind)
     model.load_state_dict({k[len("image."):]: v for k, v in state.items() if k.startswith("image.")})
     return model.eval().requires_grad_(False)
+
+
+def encoder_state(store: StageStore, key: str) -> dict[str, torch.Tensor]:
+    """The pretrained encoder's state dict alone, in the format ``model.image_weights`` loads (no head)."""
+    state = store.load_state(STAGE, key)["net"]
+    prefix = "image.encoder."
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}

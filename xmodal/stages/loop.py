@@ -62,7 +62,10 @@ def barrier() -> None:
         dist.barrier()
 
 
-def load_split(name: str, columns: list[str], *, batch_size: int = 512) -> dict[str, torch.Tensor]:
+READ_BATCH = 512  # rows per Ray Data batch of a stage's one read pass
+
+
+def load_split(name: str, columns: list[str], *, batch_size: int = READ_BATCH) -> dict[str, torch.Tensor]:
     """Read this worker's share of dataset ``name`` into CPU tensors (one pass over Ray Data).
 
     Training datasets are split across workers by Ray Train; validation datasets are not, so every
