@@ -132,6 +132,13 @@ class SSLConfig(StageConfig):
 
 
 @dataclass(frozen=True)
+class AlignConfig(StageConfig):
+    """Cross-modal alignment of the ECG encoder with the frozen image encoder."""
+
+    init: str = "ssl"  # ECG encoder starts from: ssl (published CroMoTEX) | scratch (ablation: the image alone teaches)
+
+
+@dataclass(frozen=True)
 class FinetuneConfig(StageConfig):
     """ECG-only fine-tuning of the encoder + a classification head on the pathology."""
 
@@ -162,7 +169,7 @@ class ExperimentConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     image_pretrain: StageConfig = field(default_factory=lambda: StageConfig(epochs=10, lr=1e-4))
     ecg_ssl: SSLConfig = field(default_factory=lambda: SSLConfig(epochs=20, lr=1e-3, batch_size=128))
-    align: StageConfig = field(default_factory=lambda: StageConfig(epochs=20, lr=1e-4, batch_size=128))
+    align: AlignConfig = field(default_factory=lambda: AlignConfig(epochs=20, lr=1e-4, batch_size=128))
     finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=20, lr=1e-4))
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
 
@@ -307,6 +314,7 @@ VALID_CHOICES: dict[str, tuple[str, ...]] = {
     "ecg.normalize": ("zscore", "minmax", "none"),
     "image.fit": ("pad", "crop"),
     "ecg_ssl.method": ("simclr", "mae"),
+    "align.init": ("ssl", "scratch"),
     "finetune.init": ("align", "ssl", "scratch"),
 }
 

@@ -133,3 +133,13 @@ def test_exported_image_encoder_is_a_new_starting_point(ray_local, smoke_cfg, tm
     assert key != image_pretrain.key_for(smoke_cfg, shards)
     torch.save({k: v + 1 for k, v in source.items()}, path)
     assert image_pretrain.key_for(warm, shards) != key
+
+
+@pytest.mark.timeout(300)
+def test_align_from_scratch_needs_no_ecg_ssl(ray_local, smoke_cfg):
+    """``align.init = scratch`` (the ablation where only the image teaches) neither runs nor reads ``ecg_ssl``."""
+    res = run_chain(apply_overrides(smoke_cfg, {"align.init": "scratch"}), verbose=False)
+    assert "ecg_ssl" not in res.stages and res.reused["image_pretrain"] is not None
+    assert res.stages["align"].meta["inputs"] == {"features": res.features.key}
+    assert res.stages["finetune"].meta["inputs"] == {"align": res.stages["align"].key}
+    assert 0.0 <= res.val["val_auroc"] <= 1.0

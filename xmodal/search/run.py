@@ -140,7 +140,8 @@ def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: 
     val = predict_many(shards, store, {"recommended": members["recommended"][:1],
                                        "baseline": members["baseline"][:1]}, split="val")
     rec_cfg = members["recommended"][0]
-    emb = _embeddings(rec_cfg, shards, store) if rec_cfg.finetune.init == "align" else {}
+    aligned_from_ssl = rec_cfg.finetune.init == "align" and rec_cfg.align.init == "ssl"
+    emb = _embeddings(rec_cfg, shards, store) if aligned_from_ssl else {}
 
     summary = {"val": {role: grouped.iloc[ci].to_dict() for role, ci in roles.items()},
                "test": {role: v["metrics"] for role, v in test.items()},

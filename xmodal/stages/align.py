@@ -111,7 +111,8 @@ def train_phase(cfg: ExperimentConfig, lc: dict, w: L.Worker, train: dict, val: 
     seq_len = train["ecg"].shape[-1]
     feat_dims = {c: train[c].shape[-1] for c in lc["feature_columns"]}
     model = AlignNet(cfg, seq_len, feat_dims)
-    model.encoder.load_state_dict(ecg_ssl.encoder_state(StageStore(_storage(lc)), lc["ssl_key"]))
+    if lc["ssl_key"]:  # align.init == "ssl"; otherwise the encoder starts from its (seeded) random init
+        model.encoder.load_state_dict(ecg_ssl.encoder_state(StageStore(_storage(lc)), lc["ssl_key"]))
     if cfg.method == "ptacl":
         n_tok = model.encoder.n_tokens
         train = _with_bounds(train, n_tok, cfg.model.ecg_segments)
@@ -165,12 +166,25 @@ def _storage(lc: dict):
     return Storage(lc["storage"])
 
 
-def key_for(cfg: ExperimentConfig, feats: FeatureSet, ssl_key: str) -> str:
+def key_for(cfg: ExperimentConfig, feats: FeatureSet, ssl_key: str | None) -> str:
     own = {"method": cfg.method, "pathology": cfg.data.pathology, "loss": cfg.loss, "stage": cfg.align,
            "balanced": [cfg.data.balanced_sampling, cfg.data.positive_fraction], "seed": cfg.seed,
            "proj": [cfg.model.proj_hidden, cfg.model.proj_dim], "segments": cfg.model.ecg_segments,
            **labelled.key_part(cfg)}
-    return stage_key(STAGE, config=own, inputs={"features": feats.key, "ecg_ssl": ssl_key}, data=feats.key)
+    return stage_key(STAGE, config=own, inputs=_inputs(feats, ssl_key), data=feats.key)
+
+
+def _inputs(feats: FeatureSet, ssl_key: str | None) -> dict[str, str]:
+    return {"features": feats.key, **({"ecg_ssl": ssl_key} if ssl_key else {})}
+
+
+def ssl_input(cfg: ExperimentConfig, ssl: StageOutput | None) -> str | None:
+    """The ``ecg_ssl`` key align starts from (None with ``align.init = scratch``)."""
+    if cfg.align.init == "scratch":
+        return None
+    if ssl is None:
+        raise ValueError("align.init = 'ssl' needs the ecg_ssl stage output")
+    return ssl.key
 
 
 def open_features(feats: FeatureSet, split: str, pathology: str, columns: list[str], *,
@@ -193,20 +207,21 @@ def open_features(feats: FeatureSet, split: str, pathology: str, columns: list[s
     return ds.map_batches(labelled.hide_labels, fn_kwargs={"pairs": pairs}, batch_format="numpy") if scarce else ds
 
 
-def inputs(cfg: ExperimentConfig, feats: FeatureSet, ssl: StageOutput) -> tuple[dict, dict, dict]:
+def inputs(cfg: ExperimentConfig, feats: FeatureSet, ssl: StageOutput | None) -> tuple[dict, dict, dict]:
     """What an align run needs: its datasets, its loop config and its stage meta."""
     cols = ["ecg", "label", *feats.columns] + (["rpeaks"] if cfg.method == "ptacl" else [])
     pairs = labelled.labelled_pairs(cfg)
     ds = {s: open_features(feats, s, cfg.data.pathology, cols, pairs=pairs) for s in ("train", "val")}
-    lc = {"columns": cols, "feature_columns": list(feats.columns), "ssl_key": ssl.key, "storage": feats.storage.uri}
-    meta = {"inputs": {"features": feats.key, "ecg_ssl": ssl.key}, "data_fingerprint": feats.key,
+    ssl_key = ssl_input(cfg, ssl)
+    lc = {"columns": cols, "feature_columns": list(feats.columns), "ssl_key": ssl_key, "storage": feats.storage.uri}
+    meta = {"inputs": _inputs(feats, ssl_key), "data_fingerprint": feats.key,
             "loss": to_dict(cfg.loss)}
     return ds, lc, meta
 
 
-def run(cfg: ExperimentConfig, feats: FeatureSet, ssl: StageOutput, store: StageStore,
+def run(cfg: ExperimentConfig, feats: FeatureSet, ssl: StageOutput | None, store: StageStore,
         **kw) -> StageOutput:
-    key = key_for(cfg, feats, ssl.key)
+    key = key_for(cfg, feats, ssl_input(cfg, ssl))
     if store.exists(STAGE, key):
         return store.load(STAGE, key)
     ds, lc, meta = inputs(cfg, feats, ssl)

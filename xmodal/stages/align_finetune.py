@@ -48,10 +48,10 @@ def train_loop(lc: dict) -> None:
                          phase=finetune.STAGE)
 
 
-def run(cfg: ExperimentConfig, shards: ShardSet, feats: FeatureSet, ssl: StageOutput, store: StageStore, *,
+def run(cfg: ExperimentConfig, shards: ShardSet, feats: FeatureSet, ssl: StageOutput | None, store: StageStore, *,
         callbacks: list | None = None, verbose: bool = True) -> tuple[StageOutput, StageOutput]:
     """``(align, finetune)`` outputs: reused from the store, or trained (together where both are missing)."""
-    a_key = align.key_for(cfg, feats, ssl.key)
+    a_key = align.key_for(cfg, feats, align.ssl_input(cfg, ssl))
     if store.exists(align.STAGE, a_key):
         a_out = store.load(align.STAGE, a_key)
         return a_out, finetune.run(cfg, shards, a_out, store, callbacks=callbacks, verbose=verbose)

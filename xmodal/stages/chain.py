@@ -123,7 +123,9 @@ def run_shared(cfg: ExperimentConfig, shards: ShardSet, *,
         return ecg_ssl.run(cfg, shards, store, verbose=verbose)
 
     feats = None
-    if cfg.finetune.init == "align":
+    if cfg.finetune.init == "align" and cfg.align.init == "scratch":
+        stages["image_pretrain"], feats = image_branch()
+    elif cfg.finetune.init == "align":
         missing = not store.exists("image_pretrain", image_pretrain.key_for(cfg, shards)) and \
             not store.exists("ecg_ssl", ecg_ssl.key_for(cfg, shards))
         if missing and side_by_side(cfg):
@@ -160,7 +162,7 @@ def run_chain(cfg: ExperimentConfig, *, evaluate_test: bool = False, callbacks: 
     kw = {"verbose": verbose}
     stages, feats = run_shared(cfg, shards, verbose=verbose)
     if cfg.finetune.init == "align":
-        stages["align"], stages["finetune"] = align_finetune.run(cfg, shards, feats, stages["ecg_ssl"], store,
+        stages["align"], stages["finetune"] = align_finetune.run(cfg, shards, feats, stages.get("ecg_ssl"), store,
                                                                  callbacks=callbacks, **kw)
     else:
         stages["finetune"] = finetune.run(cfg, shards, stages.get("ecg_ssl"), store, callbacks=callbacks, **kw)
