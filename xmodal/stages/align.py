@@ -97,9 +97,7 @@ def probe(train_z: np.ndarray, train_y: np.ndarray, val_z: np.ndarray, val_y: np
 
 def load_data(lc: dict, w: L.Worker) -> tuple[dict, dict]:
     """This worker's share of the training rows and (rank 0) all validation rows: ECG, label, features."""
-    train = L.load_split("train", lc["columns"])
-    val = L.load_split("val", lc["columns"]) if w.is_main else {}
-    return train, val
+    return L.load_train_val(w, lc["columns"])
 
 
 def train_phase(cfg: ExperimentConfig, lc: dict, w: L.Worker, train: dict, val: dict,

@@ -77,8 +77,7 @@ def train_loop(lc: dict) -> None:
     sc = cfg.ecg_ssl
     seed = cfg.seed + cfg.ecg_ssl.seed
     w = L.setup_worker(seed)
-    train = L.load_split("train", ["ecg"])
-    val = L.load_split("val", ["ecg"]) if w.is_main else {}
+    train, val = L.load_train_val(w, ["ecg"])
     seq_len = train["ecg"].shape[-1]
     mae = sc.method == "mae"
     net = L.prepare(MaskedReconNet(cfg, seq_len) if mae else SimCLRNet(cfg, seq_len))

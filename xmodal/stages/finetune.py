@@ -96,8 +96,7 @@ def init_state(lc: dict) -> dict[str, torch.Tensor] | None:
 def train_loop(lc: dict) -> None:
     cfg: ExperimentConfig = from_dict(lc["cfg"])
     w = L.setup_worker(cfg.seed + cfg.finetune.seed)
-    train = L.load_split("train", ["ecg", "label"])
-    val = L.load_split("val", ["ecg", "label"]) if w.is_main else {}
+    train, val = L.load_train_val(w, ["ecg", "label"])
     train_phase(cfg, w, train, val, init_state(lc))
 
 

@@ -27,8 +27,7 @@ def train_loop(lc: dict) -> None:
     labels = lc["labels"]
     seed = cfg.seed + cfg.image_pretrain.seed
     w = L.setup_worker(seed)
-    train = L.load_split("train", ["image", *labels])
-    val = L.load_split("val", ["image", *labels]) if w.is_main else {}
+    train, val = L.load_train_val(w, ["image", *labels])
     stack = lambda d: torch.stack([d[c] for c in labels], 1)  # noqa: E731  (B, n_labels)
 
     net = L.prepare(ImageClassifier(ImageModel(cfg, lc["image_kind"]), len(labels)))

@@ -11,6 +11,7 @@ import contextlib
 import math
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
@@ -75,6 +76,23 @@ def load_split(name: str, columns: list[str], *, batch_size: int = READ_BATCH) -
     if shard is None:
         return {}
     return collect(shard.iter_torch_batches(batch_size=batch_size, device="cpu"), columns)
+
+
+def load_train_val(w: "Worker", columns: list[str]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """This worker's training rows and, on rank 0 (which alone validates), every validation row.
+
+    Rank 0 reads validation in a second thread while it reads training: each read is a Ray Data
+    execution whose tasks mostly wait for worker processes to start, so the two overlap almost fully
+    (on 2 cores, a smoke-sized trial's reads took 9 s each one after the other).
+    """
+    if not w.is_main:
+        return load_split("train", columns), {}
+    val_shard = ray.train.get_dataset_shard("val")  # the Train context is looked up on this thread
+    with ThreadPoolExecutor(1, thread_name_prefix="xmodal-val-read") as pool:
+        val = pool.submit(lambda: collect(val_shard.iter_torch_batches(batch_size=READ_BATCH, device="cpu"),
+                                          columns) if val_shard is not None else {})
+        train = load_split("train", columns)
+        return train, val.result()
 
 
 def collect(batches: Iterable[dict[str, torch.Tensor]], columns: list[str]) -> dict[str, torch.Tensor]:
