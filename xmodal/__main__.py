@@ -24,16 +24,23 @@ def _fmt(m: dict, name: str) -> str:
     return f"{name.upper()} {m[name]:.3f}{ci}"
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _config(args: argparse.Namespace):
+    """``--config`` (defaults when omitted) with ``--set`` applied; starts local Ray with ``--num-cpus``."""
     from xmodal.config import ExperimentConfig, apply_overrides, load_yaml, parse_override
     from xmodal.runtime import ensure_ray
-    from xmodal.stages import evaluate
-    from xmodal.stages.chain import run_chain
-    from xmodal.stages.store import StageStore
 
     cfg = load_yaml(args.config) if args.config else ExperimentConfig()
     cfg = apply_overrides(cfg, dict(parse_override(s) for s in args.set))
     ensure_ray(args.num_cpus)
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from xmodal.stages import evaluate
+    from xmodal.stages.chain import run_chain
+    from xmodal.stages.store import StageStore
+
+    cfg = _config(args)
     res = run_chain(cfg, evaluate_test=args.evaluate_test)
     val = evaluate.evaluate(cfg, res.shards, StageStore(res.shards.storage), res.stages["finetune"].key, "val")
     print(f"\n{cfg.method} / {cfg.data.pathology} (ECG only at inference)")
@@ -50,15 +57,11 @@ def cmd_export_image_encoder(args: argparse.Namespace) -> int:
 
     import torch
 
-    from xmodal.config import ExperimentConfig, apply_overrides, load_yaml, parse_override
-    from xmodal.runtime import ensure_ray
     from xmodal.stages import image_pretrain
     from xmodal.stages.chain import prepare
     from xmodal.stages.store import StageStore
 
-    cfg = load_yaml(args.config) if args.config else ExperimentConfig()
-    cfg = apply_overrides(cfg, dict(parse_override(s) for s in args.set))
-    ensure_ray(args.num_cpus)
+    cfg = _config(args)
     shards = prepare(cfg)
     store = StageStore(shards.storage)
     out = image_pretrain.run(cfg, shards, store)
@@ -73,20 +76,23 @@ def cmd_export_image_encoder(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_args(p: argparse.ArgumentParser, config_help: str) -> None:
+    """The arguments :func:`_config` reads."""
+    p.add_argument("--config", help=config_help)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted-key override, e.g. --set loss.tau=0.05 (repeatable)")
+    p.add_argument("--num-cpus", type=int, default=None, help="logical CPUs for a local Ray (default: all)")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m xmodal", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="run the stage chain for one pathology")
-    t.add_argument("--config", help="YAML config (e.g. a recommended.yaml); defaults when omitted")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted-key override, e.g. --set loss.tau=0.05 (repeatable)")
+    _config_args(t, "YAML config (e.g. a recommended.yaml); defaults when omitted")
     t.add_argument("--evaluate-test", action="store_true", help="run the one explicit final test evaluation")
-    t.add_argument("--num-cpus", type=int, default=None, help="logical CPUs for a local Ray (default: all)")
     e = sub.add_parser("export-image-encoder", help="pretrain (or reuse) the image encoder and write its weights")
-    e.add_argument("--config", help="YAML config naming the image cohort (data.manifest) and encoder")
+    _config_args(e, "YAML config naming the image cohort (data.manifest) and encoder")
     e.add_argument("--out", required=True, help="weights file to write (.pt), loadable as model.image_weights")
-    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted-key override")
-    e.add_argument("--num-cpus", type=int, default=None, help="logical CPUs for a local Ray (default: all)")
     args = p.parse_args(argv)
     try:
         return {"train": cmd_train, "export-image-encoder": cmd_export_image_encoder}[args.command](args)

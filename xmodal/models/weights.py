@@ -9,6 +9,8 @@ that does not match raises :class:`RecordError` naming the file and the keys.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
 from pathlib import Path
 
@@ -25,11 +27,29 @@ _LEGACY_DENSENET = re.compile(
 _SHOWN = 8  # keys listed per problem in an error message
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of ``path`` with prefixes stripped and legacy DenseNet keys renamed."""
+def _existing(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise RecordError(path, "weights file not found (check model.image_weights)")
+    return path
+
+
+def weights_digest(path: str | Path) -> str:
+    """Content hash of a weights file, so that new weights written to the same path are a new stage
+    key, not a stale cache hit. Hashed once per (path, size, mtime) in a process."""
+    path = _existing(path)
+    st = path.stat()
+    return _digest(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of ``path`` with prefixes stripped and legacy DenseNet keys renamed."""
+    path = _existing(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors come in many types

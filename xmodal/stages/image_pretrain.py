@@ -12,6 +12,7 @@ import torch
 from xmodal.config import ExperimentConfig, from_dict
 from xmodal.data.pipeline import ShardSet, open_split
 from xmodal.metrics import binary_metrics
+from xmodal.models.weights import weights_digest
 from xmodal.stages import labelled
 from xmodal.stages import loop as L
 from xmodal.stages.image_model import ImageClassifier, ImageModel, masked_bce
@@ -59,25 +60,11 @@ def train_loop(lc: dict) -> None:
             break
 
 
-def weights_digest(path: str) -> str:
-    """Content hash of a ``model.image_weights`` file ("" when unset), so that new weights written to
-    the same path are a new stage, not a stale cache hit."""
-    if not path:
-        return ""
-    import hashlib
-    from pathlib import Path
-
-    from xmodal.errors import RecordError
-
-    if not Path(path).is_file():
-        raise RecordError(path, "weights file not found (check model.image_weights)")
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
 def key_for(cfg: ExperimentConfig, shards: ShardSet) -> str:
     m = cfg.model
+    weights = weights_digest(m.image_weights) if m.image_weights else ""  # the file's content, not its path
     own = {"method_view": cfg.method if shards.image_kind != "cxr" else "cxr", "image_encoder": m.image_encoder,
-           "image_width": m.image_width, "image_weights": weights_digest(m.image_weights), "segments": m.ecg_segments,
+           "image_width": m.image_width, "image_weights": weights, "segments": m.ecg_segments,
            "stage": cfg.image_pretrain, "seed": cfg.seed, **labelled.key_part(cfg)}
     return stage_key(STAGE, config=own, inputs={}, data=shards.key)
 

@@ -72,7 +72,11 @@ def load_split(name: str, columns: list[str], *, batch_size: int = READ_BATCH) -
     Training datasets are split across workers by Ray Train; validation datasets are not, so every
     worker sees the whole validation split.
     """
-    shard = ray.train.get_dataset_shard(name)
+    return read_shard(ray.train.get_dataset_shard(name), columns, batch_size=batch_size)
+
+
+def read_shard(shard, columns: list[str], *, batch_size: int = READ_BATCH) -> dict[str, torch.Tensor]:
+    """One pass over a Train dataset shard into CPU tensors (``{}`` when the run has no such dataset)."""
     if shard is None:
         return {}
     return collect(shard.iter_torch_batches(batch_size=batch_size, device="cpu"), columns)
@@ -89,8 +93,7 @@ def load_train_val(w: "Worker", columns: list[str]) -> tuple[dict[str, torch.Ten
         return load_split("train", columns), {}
     val_shard = ray.train.get_dataset_shard("val")  # the Train context is looked up on this thread
     with ThreadPoolExecutor(1, thread_name_prefix="xmodal-val-read") as pool:
-        val = pool.submit(lambda: collect(val_shard.iter_torch_batches(batch_size=READ_BATCH, device="cpu"),
-                                          columns) if val_shard is not None else {})
+        val = pool.submit(read_shard, val_shard, columns)
         train = load_split("train", columns)
         return train, val.result()
 
