@@ -35,6 +35,23 @@ def quiet() -> None:
     for name in ("ray", "ray.data", "ray.train", "ray.tune", "ray.util", "optuna"):
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
+    # "Token authentication is enabled for this Ray cluster": Ray's default for a local cluster, kept,
+    # announced as a warning at every start.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+
+
+def startup_concurrency(num_cpus: int | None) -> None:
+    """Let the local raylet start as many worker processes at once as there are logical CPUs.
+
+    Ray caps concurrent worker start-ups at ``min(cores, logical CPUs)`` and prints a
+    "N PYTHON worker processes have been started ... Nx the maximum expected startup concurrency"
+    warning to the driver's console at every multiple of that cap. xmodal oversubscribes logical CPUs
+    on purpose (each Train run holds a controller and helper actors besides its workers), so on a
+    2-core laptop a smoke search passed 16 live workers and printed that warning four times.
+    """
+    cores = os.cpu_count() or 1
+    if num_cpus and num_cpus > cores:
+        os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(num_cpus))
 
 
 def ensure_ray(num_cpus: int | None = None, *, num_gpus: int | None = None) -> dict:
@@ -54,6 +71,7 @@ def ensure_ray(num_cpus: int | None = None, *, num_gpus: int | None = None) -> d
             # The dashboard serves the state API, which Ray Train's PlacementGroupCleaner asks whether a
             # trainer's controller is still alive. Without it, a trial stopped by ASHA (its actor killed
             # mid-fit) keeps its Train workers' CPUs forever and later Ray Data reads wait on them.
+            startup_concurrency(num_cpus)
             ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=True, dashboard_host="127.0.0.1",
                      logging_level=logging.WARNING, log_to_driver=False, configure_logging=True)
     ctx = ray.data.DataContext.get_current()

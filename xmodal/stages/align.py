@@ -227,5 +227,5 @@ def run(cfg: ExperimentConfig, feats: FeatureSet, ssl: StageOutput | None, store
 
 
 def encoder_state(store: StageStore, key: str) -> dict[str, torch.Tensor]:
-    state = store.load_state(STAGE, key)["net"]
-    return {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+    """The aligned ECG encoder's state dict (for ``finetune`` to start from)."""
+    return store.load_submodule(STAGE, key, "encoder.")

@@ -139,5 +139,4 @@ def run(cfg: ExperimentConfig, shards: ShardSet, store: StageStore, **kw) -> Sta
 
 def encoder_state(store: StageStore, key: str) -> dict[str, torch.Tensor]:
     """The pretrained ECG encoder's state dict (for ``align`` / ``finetune`` to start from)."""
-    state = store.load_state(STAGE, key)["net"]
-    return {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+    return store.load_submodule(STAGE, key, "encoder.")

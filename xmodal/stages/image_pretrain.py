@@ -84,14 +84,11 @@ def run(cfg: ExperimentConfig, shards: ShardSet, store: StageStore, **kw) -> Sta
 
 def load_image_model(cfg: ExperimentConfig, image_kind: str, store: StageStore, key: str) -> ImageModel:
     """The pretrained image encoder (frozen use: eval mode, no grad)."""
-    state = store.load_state(STAGE, key)["net"]
     model = ImageModel(cfg, image_kind)
-    model.load_state_dict({k[len("image."):]: v for k, v in state.items() if k.startswith("image.")})
+    model.load_state_dict(store.load_submodule(STAGE, key, "image."))
     return model.eval().requires_grad_(False)
 
 
 def encoder_state(store: StageStore, key: str) -> dict[str, torch.Tensor]:
     """The pretrained encoder's state dict alone, in the format ``model.image_weights`` loads (no head)."""
-    state = store.load_state(STAGE, key)["net"]
-    prefix = "image.encoder."
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return store.load_submodule(STAGE, key, "image.encoder.")

@@ -68,6 +68,12 @@ class StageStore:
         data = self.storage.read_bytes("stages", stage, key, name)
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
+    def load_submodule(self, stage: str, key: str, prefix: str, module: str = "net") -> dict[str, torch.Tensor]:
+        """The part of the stored module ``module`` under ``prefix`` (e.g. ``"encoder."``), with the
+        prefix stripped: a state dict the submodule loads as it stands."""
+        state = self.load_state(stage, key)[module]
+        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
     def save(self, stage: str, key: str, *, state: dict[str, Any], optimizer: dict[str, Any] | None,
              meta: dict[str, Any]) -> StageOutput:
         for name, obj in (("model.pt", state), ("optimizer.pt", optimizer)):
