@@ -6,17 +6,23 @@ import logging
 import os
 
 
-def test_startup_concurrency_follows_oversubscribed_logical_cpus(monkeypatch):
-    from xmodal.runtime import startup_concurrency
+def test_local_worker_pool_follows_oversubscribed_logical_cpus(monkeypatch):
+    from xmodal.runtime import local_worker_pool
 
-    monkeypatch.delenv("RAY_worker_maximum_startup_concurrency", raising=False)
+    names = ("RAY_worker_maximum_startup_concurrency", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER")
+    for name in names:  # recorded, so that what the function sets is undone after the test
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    startup_concurrency(2)  # as many logical CPUs as cores: Ray's own cap stands
+    local_worker_pool(2)  # as many logical CPUs as cores: Ray's own pool settings stand
     assert "RAY_worker_maximum_startup_concurrency" not in os.environ
-    startup_concurrency(6)
+    assert os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "0"  # a single node is never drained
+    local_worker_pool(6)
     assert os.environ["RAY_worker_maximum_startup_concurrency"] == "6"
-    startup_concurrency(8)  # a value set before (by the user, or the first start) is kept
+    monkeypatch.setenv("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "1")
+    local_worker_pool(8)  # values set before (by the user, or the first start) are kept
     assert os.environ["RAY_worker_maximum_startup_concurrency"] == "6"
+    assert os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "1"
 
 
 def test_quiet_keeps_the_console_to_xmodal_lines():

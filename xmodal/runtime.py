@@ -40,15 +40,24 @@ def quiet() -> None:
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
 
 
-def startup_concurrency(num_cpus: int | None) -> None:
-    """Let the local raylet start as many worker processes at once as there are logical CPUs.
+def local_worker_pool(num_cpus: int | None) -> None:
+    """Worker-process settings for a local, single-node Ray (set before it starts; the user's win).
 
-    Ray caps concurrent worker start-ups at ``min(cores, logical CPUs)`` and prints a
-    "N PYTHON worker processes have been started ... Nx the maximum expected startup concurrency"
-    warning to the driver's console at every multiple of that cap. xmodal oversubscribes logical CPUs
-    on purpose (each Train run holds a controller and helper actors besides its workers), so on a
-    2-core laptop a smoke search passed 16 live workers and printed that warning four times.
+    xmodal oversubscribes logical CPUs on purpose: each Train run holds a controller and helper actors
+    besides its workers, and Ray Data needs CPUs of its own. With more logical CPUs than cores:
+
+    - the raylet may start as many worker processes at once as there are logical CPUs (Ray caps it at
+      the core count and prints "N PYTHON worker processes have been started ... Nx the maximum
+      expected startup concurrency" to the console at every multiple of the cap: four times in a smoke
+      search on 2 cores).
+
+    (Keeping more idle workers alive, ``RAY_num_workers_soft_limit``, would spare Ray Data's read tasks
+    some process start-ups, but then a trial stopped by ASHA never gave back its Train workers' CPUs:
+    ``tests/integration/test_runtime.py`` caught it.)
+
+    Ray Train's preemption watcher (one more actor per Train run) is off: a single node is not drained.
     """
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     cores = os.cpu_count() or 1
     if num_cpus and num_cpus > cores:
         os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(num_cpus))
@@ -71,7 +80,7 @@ def ensure_ray(num_cpus: int | None = None, *, num_gpus: int | None = None) -> d
             # The dashboard serves the state API, which Ray Train's PlacementGroupCleaner asks whether a
             # trainer's controller is still alive. Without it, a trial stopped by ASHA (its actor killed
             # mid-fit) keeps its Train workers' CPUs forever and later Ray Data reads wait on them.
-            startup_concurrency(num_cpus)
+            local_worker_pool(num_cpus)
             ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=True, dashboard_host="127.0.0.1",
                      logging_level=logging.WARNING, log_to_driver=False, configure_logging=True)
     ctx = ray.data.DataContext.get_current()
