@@ -9,16 +9,19 @@ import os
 def test_local_worker_pool_follows_oversubscribed_logical_cpus(monkeypatch):
     from xmodal.runtime import local_worker_pool
 
-    names = ("RAY_worker_maximum_startup_concurrency", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER")
+    names = ("RAY_worker_maximum_startup_concurrency", "RAY_num_workers_soft_limit",
+             "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER")
     for name in names:  # recorded, so that what the function sets is undone after the test
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     local_worker_pool(2)  # as many logical CPUs as cores: Ray's own pool settings stand
     assert "RAY_worker_maximum_startup_concurrency" not in os.environ
+    assert "RAY_num_workers_soft_limit" not in os.environ
     assert os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "0"  # a single node is never drained
     local_worker_pool(6)
     assert os.environ["RAY_worker_maximum_startup_concurrency"] == "6"
+    assert os.environ["RAY_num_workers_soft_limit"] == "12"
     monkeypatch.setenv("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "1")
     local_worker_pool(8)  # values set before (by the user, or the first start) are kept
     assert os.environ["RAY_worker_maximum_startup_concurrency"] == "6"

@@ -63,3 +63,19 @@ def test_preprocess_skips_counts_and_lists_bad_records(ray_local, broken_cohort,
     with pytest.raises(PermissionError):
         open_split(shards.data_uri, "test", storage=st, key=shards.key)
     assert {r["split"] for r in read_access_log(st, shards.key)} == {"train"}
+
+
+def test_preprocessing_a_cohort_twice_writes_the_same_rows_in_the_same_order(ray_local, tmp_path):
+    """Stages read shards in file order, so one seed gives one result only if the order is fixed."""
+    import pyarrow.dataset as pads
+
+    from xmodal.data.synthetic import ensure_demo_cohort
+
+    df = load_manifest(ensure_demo_cohort(tmp_path / "c", subjects=40, seed=5, kind="cxr", cxr_shape=(48, 48)))
+    orders = []
+    for run in ("a", "b"):
+        shards = preprocess(df, ECGPreprocessConfig(), ImagePreprocessConfig(size=32), Storage(str(tmp_path / run)),
+                            shard_rows=8, verbose=False)  # several blocks, mapped in parallel
+        t = pads.dataset(shards.data_uri, format="parquet").to_table(columns=["pair_id"])
+        orders.append(t.column("pair_id").to_pylist())
+    assert orders[0] == orders[1] == df["pair_id"].tolist()
