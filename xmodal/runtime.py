@@ -78,10 +78,10 @@ def ensure_ray(num_cpus: int | None = None, *, num_gpus: int | None = None) -> d
             ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), logging_level=logging.WARNING,
                      log_to_driver=False, runtime_env=env)
         else:
+            local_worker_pool(num_cpus)
             # The dashboard serves the state API, which Ray Train's PlacementGroupCleaner asks whether a
             # trainer's controller is still alive. Without it, a trial stopped by ASHA (its actor killed
             # mid-fit) keeps its Train workers' CPUs forever and later Ray Data reads wait on them.
-            local_worker_pool(num_cpus)
             ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=True, dashboard_host="127.0.0.1",
                      logging_level=logging.WARNING, log_to_driver=False, configure_logging=True)
     ctx = ray.data.DataContext.get_current()
