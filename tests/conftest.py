@@ -19,3 +19,26 @@ def real_data() -> Path:
     if not SHARED_REAL.exists():
         pytest.skip(f"real public samples not found at {SHARED_REAL} (see ../shared/data/real/SOURCE.md)")
     return SHARED_REAL
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> str:
+    """An S3 server on localhost (moto), standing in for the object store of a cluster: ``host:port``."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_uri(s3_server, request) -> str:
+    """A fresh ``s3://`` prefix on :func:`s3_server`, as ``--storage`` takes it. The credentials travel in
+    the URI: Ray's workers were started before the server and see none of the test's environment."""
+    return (f"s3://test-key:test-secret@xmodal-cache/{request.node.name[:60]}?endpoint_override={s3_server}"
+            "&scheme=http&allow_bucket_creation=true&region=us-east-1")

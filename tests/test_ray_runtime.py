@@ -20,11 +20,11 @@ def test_local_worker_pool_follows_oversubscribed_logical_cpus(monkeypatch):
     assert "RAY_num_workers_soft_limit" not in os.environ
     assert os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "0"  # a single node is never drained
     local_worker_pool(6)
-    assert os.environ["RAY_worker_maximum_startup_concurrency"] == "6"
+    assert os.environ["RAY_worker_maximum_startup_concurrency"] == "12"  # Ray warns at 4x this many workers
     assert os.environ["RAY_num_workers_soft_limit"] == "12"
     monkeypatch.setenv("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "1")
     local_worker_pool(8)  # values set before (by the user, or the first start) are kept
-    assert os.environ["RAY_worker_maximum_startup_concurrency"] == "6"
+    assert os.environ["RAY_worker_maximum_startup_concurrency"] == "12"
     assert os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "1"
 
 

@@ -46,21 +46,22 @@ def local_worker_pool(num_cpus: int | None) -> None:
     xmodal oversubscribes logical CPUs on purpose: each Train run holds a controller and helper actors
     besides its workers, and Ray Data needs CPUs of its own. With more logical CPUs than cores:
 
-    - the raylet may start as many worker processes at once as there are logical CPUs (Ray caps it at
-      the core count and prints "N PYTHON worker processes have been started ... Nx the maximum
-      expected startup concurrency" to the console at every multiple of the cap: four times in a smoke
-      search on 2 cores);
     - idle worker processes are kept up to twice the logical CPUs (Ray's default: as many as logical
       CPUs, counting the actors), so Ray Data's read tasks reuse them instead of starting and importing
       new ones: the end-to-end chain test's three chain runs started 43 worker processes instead of
-      65-66 and took 95-97 s instead of 133-141 s (alternating runs, otherwise idle 2-core machine).
+      65-66 and took 95-97 s instead of 133-141 s (alternating runs, otherwise idle 2-core machine);
+    - the raylet may start twice the logical CPUs' worker processes at once (Ray caps it at the core
+      count). Ray prints "N PYTHON worker processes have been started ... 4x the maximum expected
+      startup concurrency" to the console whenever the live worker processes pass 4, 5, 6... times
+      that cap (plus 8 I/O workers): at the logical CPU count, a smoke search (two trials, each a Train
+      run with its helper actors, next to the idle pool above) still passed 4x = 32; at twice it, 56.
 
     Ray Train's preemption watcher (one more actor per Train run) is off: a single node is not drained.
     """
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     cores = os.cpu_count() or 1
     if num_cpus and num_cpus > cores:
-        os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(num_cpus))
+        os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(2 * num_cpus))
         os.environ.setdefault("RAY_num_workers_soft_limit", str(2 * num_cpus))
 
 

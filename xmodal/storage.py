@@ -48,6 +48,19 @@ class Storage:
         scheme = self.uri.split("://", 1)[0]
         return f"{scheme}://{self.path(*parts)}"
 
+    def child(self, *parts: str) -> "Storage":
+        """The storage rooted at ``parts`` below this one, with the same URI options (``?endpoint_override=``...)."""
+        if self.is_local:
+            return Storage(self.path(*parts))
+        head, _, query = self.uri.partition("?")
+        uri = "/".join([head.rstrip("/"), *[p.strip("/") for p in parts if p]])
+        return Storage(f"{uri}?{query}" if query else uri)
+
+    def for_ray(self, *parts: str) -> tuple[str, pafs.FileSystem | None]:
+        """``(storage_path, storage_filesystem)`` for Ray Train/Tune's ``RunConfig``: given a filesystem,
+        Ray wants a path on it (``bucket/key``), not a URI; locally, an absolute path and no filesystem."""
+        return self.path(*parts), None if self.is_local else self.fs
+
     def exists(self, *parts: str) -> bool:
         return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
 

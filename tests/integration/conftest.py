@@ -29,8 +29,8 @@ def tiny_cohort(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def stage_cache(tmp_path_factory):
-    """One stage cache for the session: the chain test fills it first (it asserts that), and the
-    job-submit test then reuses its shared stages, as a search on a warm cluster cache would."""
+    """One local stage cache for the session: the chain test fills it first (it asserts that), and later
+    tests reuse its shared stages, as trials on a warm cache do."""
     return tmp_path_factory.mktemp("stages") / "cache"
 
 

@@ -1,9 +1,11 @@
 """The product's cluster path: ``ray start --head`` + ``ray job submit --working-dir . -- python
-searches/ahnp_per_pathology.py --smoke-test``, exactly as a user runs it (local head, token auth)."""
+searches/ahnp_per_pathology.py --smoke-test``, exactly as a user runs it (local head, token auth), with
+the cache on an object store as on a cluster."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -69,14 +71,9 @@ def head():
     shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_ray_job_submit_smoke_search_writes_recommended_configs(head, tmp_path, tiny_cohort, stage_cache):
-    address, env = head
-    reports = tmp_path / "reports"
-    # The session's tiny cohort and stage cache (warm when the chain test ran first): the job then
-    # starts at the search, as on a cluster whose cache already holds the shared stages.
+def _submit(address: str, env: dict, args: list[str]) -> str:
     cmd = [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", address, "--working-dir", ".",
-           "--", "python", "searches/ahnp_per_pathology.py", "--smoke-test", "--data", str(tiny_cohort),
-           "--config", "xmodal/presets/smoke.yaml", "--reports", str(reports), "--storage", str(stage_cache)]
+           "--", "python", "searches/ahnp_per_pathology.py", *args]
     for _ in range(60):  # the job agent registers a little after the dashboard answers
         proc = subprocess.run(cmd, cwd=ROOT, env={**env, "RAY_AUTH_MODE": "token"}, capture_output=True,
                               text=True, timeout=900)
@@ -85,7 +82,22 @@ def test_ray_job_submit_smoke_search_writes_recommended_configs(head, tmp_path, 
             break
         time.sleep(2)
     assert proc.returncode == 0 and "succeeded" in out, out[-4000:]
-    assert "[cardiomegaly trial 1/2] done" in out  # the per-trial progress line reached the job log
+    return out
+
+
+def test_ray_job_submit_smoke_search_on_object_storage_writes_recommended_configs_and_resumes(
+        head, tmp_path, tiny_cohort, s3_uri):
+    """As on a cluster: the stage cache, Ray Train checkpoints and Tune experiments live on an object
+    store (``--storage s3://...``; a local S3 server here), which the job's driver and the head's
+    workers reach alike; ``--resume`` finds the finished search there."""
+    from xmodal.storage import Storage
+
+    address, env = head
+    reports = tmp_path / "reports"
+    args = ["--smoke-test", "--data", str(tiny_cohort), "--config", "xmodal/presets/smoke.yaml",
+            "--reports", str(reports), "--storage", s3_uri]
+    out = _submit(address, env, args)
+    assert re.search(r"\[cardiomegaly trial 1/2\] (done|stopped) ", out), out[-4000:]  # progress reached the job log
 
     run = reports / "smoke"
     rec = run / "cardiomegaly" / "recommended.yaml"
@@ -97,8 +109,25 @@ def test_ray_job_submit_smoke_search_writes_recommended_configs(head, tmp_path, 
     trials = pd.read_parquet(run / "cardiomegaly" / "trials.parquet")
     assert len(trials) == 2 and (trials["status"] != "error").all()
 
+    # Everything the search keeps is on the object store.
+    st = Storage(s3_uri)
+    for stage in ("image_pretrain", "ecg_ssl", "align", "finetune"):
+        keys = st.listdir("stages", stage)
+        assert keys and all(st.exists("stages", stage, k, "meta.json") for k in keys), stage
+    assert st.listdir("shards") and st.listdir("features") and st.listdir("ray_train")
+    assert {"smoke-cardiomegaly", "smoke-cardiomegaly-refit"} <= set(st.listdir("tune"))
+
     # No subject or pair identifier anywhere in the report.
     manifest = pd.read_parquet(tiny_cohort)
     ids = set(manifest["subject_id"].astype(str)) | set(manifest["pair_id"].astype(str))
     blob = b"".join(p.read_bytes() for p in run.rglob("*") if p.is_file() and p.suffix != ".png")
     assert not [i for i in ids if i.encode() in blob]
+
+    # --resume restores both Tune experiments from the object store: finished trials kept, none retrained.
+    aligned = st.listdir("stages", "align")
+    _submit(address, env, [*args, "--resume"])
+    resumed = pd.read_parquet(run / "cardiomegaly" / "trials.parquet")
+    by = [c for c in trials.columns if c.startswith("param:")]
+    pd.testing.assert_frame_equal(resumed.drop(columns=["trial", "seconds"]).sort_values(by, ignore_index=True),
+                                  trials.drop(columns=["trial", "seconds"]).sort_values(by, ignore_index=True))
+    assert st.listdir("stages", "align") == aligned

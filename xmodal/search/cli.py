@@ -60,6 +60,7 @@ def build(args: argparse.Namespace):
     from xmodal.config import ExperimentConfig, apply_overrides, load_yaml, parse_override
     from xmodal.search.driver import SearchOptions
     from xmodal.search.space import load_space
+    from xmodal.storage import Storage
 
     budget = BUDGETS["smoke" if args.smoke_test else "default"]
     if args.config:
@@ -85,7 +86,7 @@ def build(args: argparse.Namespace):
         gpus_per_worker=args.gpus_per_worker, grace_period=args.grace_period,
         refit_top=args.refit_top or budget["refit_top"], refit_seeds=args.refit_seeds or budget["refit_seeds"],
         seed=args.seed, warm_start=args.warm_start, resume=args.resume, optuna_storage=args.optuna_storage,
-        storage=str(Path(cfg.data.storage) / "tune") if "://" not in cfg.data.storage else cfg.data.storage + "/tune",
+        storage=Storage(cfg.data.storage).child("tune").uri,
         reports=args.reports)
     return cfg, opts, load_space(args.space or None), budget
 

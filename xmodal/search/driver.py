@@ -13,6 +13,7 @@ Three layers, kept apart as in Ray's Train/Tune examples:
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import pandas as pd
 
 from xmodal.config import ExperimentConfig, apply_overrides, from_dict, to_dict
 from xmodal.search.space import SearchSpace, clip_point, published_point
+from xmodal.storage import Storage
 
 METRIC, MODE = "val_auroc", "max"
 
@@ -134,14 +136,13 @@ def tune_pathology(base: ExperimentConfig, space: SearchSpace, opts: SearchOptio
     from ray.tune.search.optuna import OptunaSearch
 
     name = f"{opts.run}-{base.data.pathology}"
-    path = f"{storage.rstrip('/')}/{name}"
+    root, fs = Storage(storage).for_ray()
     trainable = _trainable(base, opts)
-    if opts.resume and tune.Tuner.can_restore(path):
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
-        db, study = _optuna_location(opts, storage, name)
+    db, study = _optuna_location(opts, Storage(storage), name)
+    if opts.resume and tune.Tuner.can_restore(f"{root}/{name}", storage_filesystem=fs):
+        tuner = tune.Tuner.restore(f"{root}/{name}", trainable=trainable, resume_errored=True, storage_filesystem=fs)
         return _frame(tuner.fit()), db, study
 
-    db, study = _optuna_location(opts, storage, name)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _drop_study(db, study)  # a fresh search never inherits a stale study of the same name
     points = [p for p in [published_point(cine, base.align.lr), *extra_points]
@@ -158,7 +159,8 @@ def tune_pathology(base: ExperimentConfig, space: SearchSpace, opts: SearchOptio
         trainable,
         tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, search_alg=searcher, scheduler=scheduler,
                                     num_samples=opts.num_samples, max_concurrent_trials=concurrency),
-        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=callbacks or [],
+        run_config=tune.RunConfig(name=name, storage_path=root, storage_filesystem=fs, verbose=0,
+                                  callbacks=callbacks or [],
                                   failure_config=tune.FailureConfig(max_failures=opts.max_failures)),
     )
     return _frame(tuner.fit()), db, study
@@ -170,15 +172,17 @@ def refit(configs: list[dict[str, Any]], base: ExperimentConfig, opts: SearchOpt
     from ray import tune
 
     name = f"{opts.run}-{base.data.pathology}-{tag}"
-    path = f"{storage.rstrip('/')}/{name}"
+    root, fs = Storage(storage).for_ray()
     trainable = _trainable(base, opts)
-    if opts.resume and tune.Tuner.can_restore(path):
-        return _frame(tune.Tuner.restore(path, trainable=trainable, resume_errored=True).fit())
+    if opts.resume and tune.Tuner.can_restore(f"{root}/{name}", storage_filesystem=fs):
+        return _frame(tune.Tuner.restore(f"{root}/{name}", trainable=trainable, resume_errored=True,
+                                         storage_filesystem=fs).fit())
     tuner = tune.Tuner(
         trainable,
         param_space={"refit": tune.grid_search(configs)},
         tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, max_concurrent_trials=concurrency),
-        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=callbacks or [],
+        run_config=tune.RunConfig(name=name, storage_path=root, storage_filesystem=fs, verbose=0,
+                                  callbacks=callbacks or [],
                                   failure_config=tune.FailureConfig(max_failures=opts.max_failures)),
     )
     return _frame(tuner.fit())
@@ -193,12 +197,17 @@ def _drop_study(db: str, study: str) -> None:
         pass
 
 
-def _optuna_location(opts: SearchOptions, storage: str, name: str) -> tuple[str, str]:
+def _optuna_location(opts: SearchOptions, storage: Storage, name: str) -> tuple[str, str]:
+    """Where the Optuna study lives: ``--optuna-storage``, else SQLite in the Tune storage folder, or, when
+    that is an object store (SQLite needs a local file), in ``~/.cache/xmodal/optuna`` on the driver's node."""
     if opts.optuna_storage:
         return opts.optuna_storage, name
-    local = Path(storage)
-    local.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(local / 'optuna.db').resolve()}", name
+    if storage.is_local:
+        folder = Path(storage.root)
+    else:
+        folder = Path.home() / ".cache" / "xmodal" / "optuna" / re.sub(r"[^A-Za-z0-9._-]+", "_", storage.root)
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(folder / 'optuna.db').resolve()}", name
 
 
 def _frame(results) -> pd.DataFrame:

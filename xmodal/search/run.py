@@ -182,9 +182,7 @@ def run_search(cfg: ExperimentConfig, pathologies: list[str], space: SearchSpace
                *, cluster: dict) -> list[PathologyResult]:
     from xmodal.report.render import write_pathology, write_summary
 
-    storage = opts.storage or str(Path(cfg.data.storage) / "tune")
-    if "://" not in storage:
-        storage = str(Path(storage).resolve())
+    storage = opts.storage or Storage(cfg.data.storage).child("tune").uri
     remote = "://" in opts.reports
     out = Path(tempfile.mkdtemp(prefix="xmodal-report-")) if remote else Path(opts.reports) / opts.run
     results: list[PathologyResult] = []

@@ -43,6 +43,7 @@ def fit(name: str, loop: Callable[[dict], None], *, cfg: ExperimentConfig, store
         datasets: dict[str, Any], loop_config: dict[str, Any], callbacks: list | None = None,
         max_failures: int = 1) -> tuple[dict[str, Any], float]:
     """Run ``loop`` on a ``TorchTrainer`` named ``name``; return its last checkpoint's blob and the seconds."""
+    storage_path, storage_fs = store.storage.for_ray("ray_train")
     trainer = TorchTrainer(
         loop,
         train_loop_config={**loop_config, "cfg": to_dict(cfg)},
@@ -52,8 +53,8 @@ def fit(name: str, loop: Callable[[dict], None], *, cfg: ExperimentConfig, store
                                             execution_options=ingest_options()),
         run_config=ray.train.RunConfig(
             name=name,
-            storage_path=store.storage.uri_of("ray_train"),
-            storage_filesystem=None if store.storage.is_local else store.storage.fs,
+            storage_path=storage_path,
+            storage_filesystem=storage_fs,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
             callbacks=callbacks or [],
