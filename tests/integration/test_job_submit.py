@@ -86,13 +86,23 @@ def _submit(address: str, env: dict, args: list[str]) -> str:
 
 
 def test_ray_job_submit_smoke_search_on_object_storage_writes_recommended_configs_and_resumes(
-        head, tmp_path, tiny_cohort, s3_uri):
+        head, tmp_path, tiny_cohort, stage_cache, s3_uri):
     """As on a cluster: the stage cache, Ray Train checkpoints and Tune experiments live on an object
     store (``--storage s3://...``; a local S3 server here), which the job's driver and the head's
     workers reach alike; ``--resume`` finds the finished search there."""
+    import pyarrow.fs as pafs
+
+    from xmodal.data.pipeline import read_access_log
     from xmodal.storage import Storage
 
     address, env = head
+    st = Storage(s3_uri)
+    # The session's shards, image features and shared stages (filled by the chain tests when they ran
+    # first) are uploaded: the job then starts at the search, as on a cluster whose cache holds them.
+    for folder in ("shards", "features", "stages"):
+        if (stage_cache / folder).is_dir():
+            pafs.copy_files(str(stage_cache / folder), st.path(folder), source_filesystem=pafs.LocalFileSystem(),
+                            destination_filesystem=st.fs)
     reports = tmp_path / "reports"
     args = ["--smoke-test", "--data", str(tiny_cohort), "--config", "xmodal/presets/smoke.yaml",
             "--reports", str(reports), "--storage", s3_uri]
@@ -110,12 +120,13 @@ def test_ray_job_submit_smoke_search_on_object_storage_writes_recommended_config
     assert len(trials) == 2 and (trials["status"] != "error").all()
 
     # Everything the search keeps is on the object store.
-    st = Storage(s3_uri)
     for stage in ("image_pretrain", "ecg_ssl", "align", "finetune"):
         keys = st.listdir("stages", stage)
         assert keys and all(st.exists("stages", stage, k, "meta.json") for k in keys), stage
     assert st.listdir("shards") and st.listdir("features") and st.listdir("ray_train")
     assert {"smoke-cardiomegaly", "smoke-cardiomegaly-refit"} <= set(st.listdir("tune"))
+    log = [r for key in st.listdir("access") for r in read_access_log(st, key)]  # one object per split read
+    assert log and {r["purpose"] for r in log if r["split"] == "test"} == {"final_evaluation"}
 
     # No subject or pair identifier anywhere in the report.
     manifest = pd.read_parquet(tiny_cohort)
