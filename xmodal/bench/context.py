@@ -40,7 +40,7 @@ class Context:
     cache: Path
     work: Path
     verbose: bool = True
-    chain_runs: list = field(default_factory=list)  # (seconds, ChainResult) of chains run on fresh storage
+    chain_runs: list = field(default_factory=list)  # seconds of the warm chain (run on fresh storage)
     _warm: object = None
 
     @property
@@ -78,6 +78,13 @@ class Context:
         cfg = load_yaml(resources.files("xmodal") / "presets" / "smoke.yaml")
         return apply_overrides(cfg, {"data.manifest": str(self.search_cohort()), "data.storage": str(storage),
                                      "data.pathology": PATHOLOGY, **(overrides or {})})
+
+    def adopt_warm(self, result, seconds: float) -> None:
+        """A chain another section ran with :meth:`chain_config`'s own settings on fresh storage serves
+        as the warm one (quick runs: the trial section's first naive trial), rather than a second run."""
+        if self._warm is None:
+            self._warm = result
+            self.chain_runs.append(seconds)
 
     def warm_chain(self):
         """The chain on the warm storage (run, and timed, on first use)."""

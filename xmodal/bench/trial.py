@@ -34,6 +34,8 @@ def run(ctx) -> dict:
         naive_stages.append(_stage_seconds(r))
         if i == 0:
             res, cfg = r, cold  # the warm cache of the xmodal trials
+            if not image_side:  # the warm chain's settings: later sections read its shards and features
+                ctx.adopt_warm(r, naive[-1])
         else:
             shutil.rmtree(cold.data.storage, ignore_errors=True)
     ctx.log(f"trial: naive {naive}")
