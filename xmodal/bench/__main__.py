@@ -16,7 +16,7 @@ from xmodal.bench import SECTIONS
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m xmodal.bench", description=__doc__)
-    p.add_argument("--quick", action="store_true", help="every section at a small size (about 2-3 minutes)")
+    p.add_argument("--quick", action="store_true", help="every section at a small size (about 4 minutes on 2 cores)")
     p.add_argument("--out", default="reports/benchmarks", help="folder for benchmarks.md/.json and plots")
     p.add_argument("--cache", default=".cache/xmodal-bench", help="where the synthetic cohorts are cached")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
