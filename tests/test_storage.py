@@ -1,6 +1,6 @@
 import pickle
 
-from xmodal.storage import Storage
+from xmodal.storage import Storage, redact_uri
 
 
 def test_local_storage_round_trip(tmp_path):
@@ -28,6 +28,7 @@ def test_object_store_round_trip(s3_uri, tmp_path):
     """The non-local branches (plain PUTs, copy_files up and down) against an S3 server."""
     st = Storage(s3_uri)
     assert not st.is_local and st.root == f"xmodal-cache/{st.root.split('/', 1)[1]}"
+    assert "test-secret" not in repr(st) and "endpoint_override" in repr(st)
     st.write_json({"a": 1}, "x", "y", "meta.json")
     assert st.exists("x", "y", "meta.json") and not st.exists("x", "z")
     assert st.read_json("x", "y", "meta.json") == {"a": 1} and st.listdir("x") == ["y"]
@@ -70,3 +71,11 @@ def test_relative_local_storage_survives_a_change_of_working_directory(tmp_path,
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # Ray Train workers run in their own artifacts folder
     assert pickle.loads(blob).path("x") == str(tmp_path / "cache" / "x")
+
+
+def test_redact_uri_drops_credentials_and_keeps_options():
+    uri = "s3://AKIA:s3cr3t@bucket/x/y?endpoint_override=127.0.0.1:9000&secret_key=abc&scheme=http"
+    assert redact_uri(uri) == "s3://bucket/x/y?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert redact_uri("gs://bucket/xmodal") == "gs://bucket/xmodal"
+    assert redact_uri("s3://bucket?access_key=a&secret_key=b") == "s3://bucket"
+    assert redact_uri("/local/path") == "/local/path"

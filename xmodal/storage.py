@@ -18,6 +18,19 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+SECRET_OPTIONS = ("access_key", "secret_key", "session_token")  # pyarrow S3 URI options
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` without credentials (``key:secret@`` and ``access_key=``-style options), for reports."""
+    if "://" not in uri:
+        return uri
+    scheme, rest = uri.split("://", 1)
+    rest, _, query = rest.partition("?")
+    head, slash, path = rest.partition("/")
+    kept = [p for p in query.split("&") if p and p.split("=", 1)[0] not in SECRET_OPTIONS]
+    return f"{scheme}://{head.rsplit('@', 1)[-1]}{slash}{path}" + (f"?{'&'.join(kept)}" if kept else "")
+
 
 class Storage:
     """A root folder on a ``pyarrow.fs.FileSystem``; all paths below are ``/``-joined and relative."""
@@ -32,7 +45,7 @@ class Storage:
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
 
     def __repr__(self) -> str:
-        return f"Storage({self.uri!r})"
+        return f"Storage({redact_uri(self.uri)!r})"
 
     def __reduce__(self):  # pickles by URI, so Ray workers rebuild their own filesystem client
         return (Storage, (self.uri,))

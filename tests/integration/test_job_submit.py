@@ -133,6 +133,7 @@ def test_ray_job_submit_smoke_search_on_object_storage_writes_recommended_config
     ids = set(manifest["subject_id"].astype(str)) | set(manifest["pair_id"].astype(str))
     blob = b"".join(p.read_bytes() for p in run.rglob("*") if p.is_file() and p.suffix != ".png")
     assert not [i for i in ids if i.encode() in blob]
+    assert b"test-secret" not in blob  # the storage URI's credentials stay out of reports
 
     # --resume restores both Tune experiments from the object store: finished trials kept, none retrained.
     aligned = st.listdir("stages", "align")

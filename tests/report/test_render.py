@@ -41,6 +41,16 @@ def result(tmp_path, monkeypatch):
                            {"roc_val": roc, "roc_test": roc, "embeddings": emb})
 
 
+def test_recommended_config_names_object_stores_without_credentials(result, tmp_path):
+    from dataclasses import replace
+
+    uri = "s3://AKIA123:s3cr3t@bucket/xmodal?endpoint_override=minio:9000&scheme=http"
+    res = replace(result, config=apply_overrides(result.config, {"data.storage": uri}))
+    write_pathology(res, tmp_path / "out")
+    rec = load_yaml(tmp_path / "out" / "recommended.yaml")
+    assert rec.data.storage == "s3://bucket/xmodal?endpoint_override=minio:9000&scheme=http"
+
+
 def test_pathology_outputs_and_summary(result, tmp_path):
     out = tmp_path / "reports" / "run"
     write_pathology(result, out / "edema")

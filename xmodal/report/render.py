@@ -28,14 +28,16 @@ def header(cfg, image_kind_cine: bool) -> dict[str, Any]:
 
 
 def portable(cfg):
-    """``cfg`` with local paths under the working directory made relative (no machine paths in reports)."""
+    """``cfg`` with local paths under the working directory made relative (no machine paths in reports)
+    and URIs without credentials (those come from the environment where the config is trained)."""
     from xmodal.config import apply_overrides
+    from xmodal.storage import redact_uri
 
     over = {}
     for key in ("manifest", "storage"):
         v = getattr(cfg.data, key)
-        if v and "://" not in v:
-            over[f"data.{key}"] = _shown(Path(v))
+        if v:
+            over[f"data.{key}"] = redact_uri(v) if "://" in v else _shown(Path(v))
     return apply_overrides(cfg, over) if over else cfg
 
 
