@@ -69,10 +69,16 @@ class Storage:
         uri = "/".join([head.rstrip("/"), *[p.strip("/") for p in parts if p]])
         return Storage(f"{uri}?{query}" if query else uri)
 
+    @property
+    def ray_filesystem(self) -> pafs.FileSystem | None:
+        """What Ray's ``filesystem`` / ``storage_filesystem`` arguments take: None locally (Ray uses its
+        own), this store's filesystem otherwise (so URI options and credentials reach Ray)."""
+        return None if self.is_local else self.fs
+
     def for_ray(self, *parts: str) -> tuple[str, pafs.FileSystem | None]:
         """``(storage_path, storage_filesystem)`` for Ray Train/Tune's ``RunConfig``: given a filesystem,
         Ray wants a path on it (``bucket/key``), not a URI; locally, an absolute path and no filesystem."""
-        return self.path(*parts), None if self.is_local else self.fs
+        return self.path(*parts), self.ray_filesystem
 
     def exists(self, *parts: str) -> bool:
         return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound

@@ -162,7 +162,7 @@ def preprocess(manifest: pd.DataFrame, ecg: ECGPreprocessConfig, image: ImagePre
             _ReadPairs, fn_constructor_args=(ecg, image, kinds[0], labels), batch_format="pandas",
             batch_size=None, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, os.cpu_count() or 1)),
             num_cpus=1, max_restarts=0)  # a decode error is a bad record, not an actor crash
-        ds.write_parquet(storage.uri_of("shards", key, "data"), filesystem=None if storage.is_local else storage.fs,
+        ds.write_parquet(storage.uri_of("shards", key, "data"), filesystem=storage.ray_filesystem,
                          **parquet_options(["pair_id", "split", "ok", "error", "bad_file", "ecg_path", "image_path",
                                             *labels]))
 
@@ -266,7 +266,7 @@ def open_split(uri: str, split: str, *, storage: Storage, key: str, columns: lis
     if where is not None:
         expr = expr & where
     return ray.data.read_parquet(uri, columns=columns, filter=expr,
-                                 filesystem=None if storage.is_local else storage.fs)
+                                 filesystem=storage.ray_filesystem)
 
 
 def known(label: str) -> "pc.Expression":

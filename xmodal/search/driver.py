@@ -136,9 +136,10 @@ def tune_pathology(base: ExperimentConfig, space: SearchSpace, opts: SearchOptio
     from ray.tune.search.optuna import OptunaSearch
 
     name = f"{opts.run}-{base.data.pathology}"
-    root, fs = Storage(storage).for_ray()
+    st = Storage(storage)
+    root, fs = st.for_ray()
     trainable = _trainable(base, opts)
-    db, study = _optuna_location(opts, Storage(storage), name)
+    db, study = _optuna_location(opts, st, name)
     if opts.resume and tune.Tuner.can_restore(f"{root}/{name}", storage_filesystem=fs):
         tuner = tune.Tuner.restore(f"{root}/{name}", trainable=trainable, resume_errored=True, storage_filesystem=fs)
         return _frame(tuner.fit()), db, study

@@ -201,7 +201,7 @@ def open_features(feats: FeatureSet, split: str, pathology: str, columns: list[s
     expr = expr if scarce else expr & known(pathology)
     cols = [c for c in columns if c != "label"] + [pathology] + (["pair_id"] if scarce else [])
     ds = ray.data.read_parquet(feats.data_uri, columns=cols, filter=expr,
-                               filesystem=None if st.is_local else st.fs).rename_columns({pathology: "label"})
+                               filesystem=st.ray_filesystem).rename_columns({pathology: "label"})
     return ds.map_batches(labelled.hide_labels, fn_kwargs={"pairs": pairs}, batch_format="numpy") if scarce else ds
 
 

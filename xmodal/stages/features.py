@@ -82,12 +82,12 @@ def run(cfg: ExperimentConfig, shards: ShardSet, image_key: str, *, verbose: boo
     st.delete_dir("features", key)
     expr = (pc.field("split") != "test") & (pc.field("ok") == True)  # noqa: E712
     with in_input_order():  # the shards' row order: one seed, one result
-        ds = ray.data.read_parquet(shards.data_uri, filter=expr, filesystem=None if st.is_local else st.fs,
+        ds = ray.data.read_parquet(shards.data_uri, filter=expr, filesystem=st.ray_filesystem,
                                    columns=["pair_id", "split", "ok", "ecg", "rpeaks", "image", *shards.labels])
         ds = ds.map_batches(_Encode, fn_constructor_args=(to_dict(cfg), shards.image_kind, st.uri, image_key),
                             batch_size=64, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=1),
                             num_cpus=1, max_restarts=0)
-        ds.write_parquet(st.uri_of("features", key, "data"), filesystem=None if st.is_local else st.fs,
+        ds.write_parquet(st.uri_of("features", key, "data"), filesystem=st.ray_filesystem,
                          min_rows_per_file=FILE_ROWS, **parquet_options(["pair_id", "split", "ok", *shards.labels]))
     st.write_json({"shards": shards.key, "image_pretrain": image_key, "columns": cols,
                    "seconds": round(time.time() - t0, 2)}, "features", key, "meta.json")
