@@ -51,6 +51,10 @@ def test_chain_runs_reuses_shared_stages_and_keeps_test_split_closed(ray_local, 
     assert 0.0 <= third.test["auroc"] <= 1.0 and third.test["auroc_lo"] <= third.test["auroc_hi"]
     tests = [r for r in read_access_log(first.shards.storage, first.shards.key) if r["split"] == "test"]
     assert [r["purpose"] for r in tests] == ["final_evaluation"]
+    # Asked again, the same final evaluation returns its recorded result: the test split stays read once.
+    again = run_chain(cfg, evaluate_test=True, verbose=False)
+    assert again.test == third.test
+    assert sum(r["split"] == "test" for r in read_access_log(first.shards.storage, first.shards.key)) == 1
 
 
 @pytest.mark.timeout(300)

@@ -4,6 +4,13 @@ The only code path that may open the test split (``allow_test=True``). Several m
 recommended config's seeds, the published defaults, the ECG-only baseline) are scored in one pass
 over the split, and every opening is logged in the split-access log, so tests can assert that
 searches and stages never read the test split on their own.
+
+A test pass is recorded (labels and each model's logits, no identifiers) under
+
+    evaluations/<key>.json          key: the shards, the pathology and the set of models scored
+
+so the same final evaluation asked again (a resumed search, ``train --evaluate-test`` twice) returns
+its recorded result and does not open the test split a second time.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xmodal.config import ExperimentConfig
+from xmodal.config import ExperimentConfig, config_hash
 from xmodal.data.pipeline import ShardSet
 from xmodal.metrics import with_ci
 from xmodal.stages import finetune
@@ -30,7 +37,6 @@ def _finetune_key(cfg: ExperimentConfig, shards: ShardSet) -> str:
     return run_chain(cfg, shards=shards, verbose=False).stages["finetune"].key  # cached: trains nothing
 
 
-@torch.no_grad()
 def predict_many(shards: ShardSet, store: StageStore, groups: dict[str, list[ExperimentConfig]], *,
                  split: str, n_boot: int = 1000) -> dict[str, dict]:
     """Score every config's fine-tuned model on ``split`` in one pass.
@@ -40,22 +46,11 @@ def predict_many(shards: ShardSet, store: StageStore, groups: dict[str, list[Exp
     """
     pathology = next(iter(groups.values()))[0].data.pathology
     keys = {g: [_finetune_key(c, shards) for c in cfgs] for g, cfgs in groups.items()}
-    models: dict[str, list] = {}
-    ys: list[np.ndarray] = []
-    logits: dict[str, list[list[np.ndarray]]] = {g: [[] for _ in cfgs] for g, cfgs in groups.items()}
-    for b in _iter_split(shards, pathology, split):
-        x = b["ecg"].float()
-        if not models:
-            models = {g: [finetune.load_classifier(c, store, k, x.shape[-1]) for c, k in zip(groups[g], keys[g])]
-                      for g in groups}
-        ys.append(b["label"].numpy())
-        for g, ms in models.items():
-            for i, m in enumerate(ms):
-                logits[g][i].append(m(x).numpy())
-    y = np.concatenate(ys) if ys else np.zeros(0)
+    configs = {k: c for g, cfgs in groups.items() for c, k in zip(cfgs, keys[g])}
+    y, logits = model_logits(shards, store, configs, pathology, split)
     out = {}
-    for g, per in logits.items():
-        member = [np.concatenate(p) if p else np.zeros(0) for p in per]
+    for g, ks in keys.items():
+        member = [logits[k] for k in ks]
         score = np.mean(member, axis=0)
         per_member = [with_ci(y, s, n_boot=0) for s in member]
         out[g] = {"labels": y, "scores": score, "metrics": {
@@ -66,6 +61,36 @@ def predict_many(shards: ShardSet, store: StageStore, groups: dict[str, list[Exp
             "seed_auprc_sd": float(np.std([m["auprc"] for m in per_member])),
             "n_seeds": len(member)}}
     return out
+
+
+def model_logits(shards: ShardSet, store: StageStore, models: dict[str, ExperimentConfig], pathology: str,
+                 split: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``labels (N,)`` and ``{finetune key: logits (N,)}`` of ``models`` (finetune key -> its config) on
+    ``split``, in one pass. A test pass is recorded; the same models asked again read the record."""
+    record = ("evaluations", config_hash({"shards": shards.key, "pathology": pathology,
+                                          "models": sorted(models)}) + ".json")
+    st = shards.storage
+    if split == "test" and st.exists(*record):
+        rec = st.read_json(*record)
+        return np.asarray(rec["labels"], dtype=np.float32), {k: np.asarray(v, dtype=np.float32)
+                                                             for k, v in rec["logits"].items()}
+    nets: dict[str, torch.nn.Module] = {}
+    ys: list[np.ndarray] = []
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in models}
+    with torch.no_grad():
+        for b in _iter_split(shards, pathology, split):
+            x = b["ecg"].float()
+            if not nets:
+                nets = {k: finetune.load_classifier(c, store, k, x.shape[-1]) for k, c in models.items()}
+            ys.append(b["label"].numpy())
+            for k, m in nets.items():
+                parts[k].append(m(x).numpy())
+    y = np.concatenate(ys) if ys else np.zeros(0, dtype=np.float32)
+    logits = {k: np.concatenate(p) if p else np.zeros(0, dtype=np.float32) for k, p in parts.items()}
+    if split == "test":
+        st.write_json({"split": split, "pathology": pathology, "labels": y.tolist(),
+                       "logits": {k: v.tolist() for k, v in logits.items()}}, *record)
+    return y, logits
 
 
 @torch.no_grad()
@@ -92,16 +117,8 @@ def embed_split(cfg: ExperimentConfig, shards: ShardSet, encoder_states: list[di
 def evaluate(cfg: ExperimentConfig, shards: ShardSet, store: StageStore, finetune_key: str, split: str,
              *, n_boot: int = 1000) -> dict[str, float]:
     """AUROC/AUPRC with bootstrap CIs of one fine-tuned model on ``split``."""
-    ys, logits = [], []
-    model = None
-    with torch.no_grad():
-        for b in _iter_split(shards, cfg.data.pathology, split):
-            x = b["ecg"].float()
-            model = model or finetune.load_classifier(cfg, store, finetune_key, x.shape[-1])
-            ys.append(b["label"].numpy())
-            logits.append(model(x).numpy())
-    y = np.concatenate(ys) if ys else np.zeros(0)
-    return with_ci(y, np.concatenate(logits) if logits else np.zeros(0), n_boot=n_boot, seed=cfg.seed)
+    y, logits = model_logits(shards, store, {finetune_key: cfg}, cfg.data.pathology, split)
+    return with_ci(y, logits[finetune_key], n_boot=n_boot, seed=cfg.seed)
 
 
 @torch.no_grad()
