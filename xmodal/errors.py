@@ -19,6 +19,9 @@ class RecordError(XmodalError, ValueError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):  # raised in a Ray worker, it reaches the driver intact
+        return type(self), (self.path, self.reason)
+
 
 class ManifestError(XmodalError, ValueError):
     """A cohort manifest (or the CSVs it is built from) is malformed or unusable."""
@@ -26,3 +29,19 @@ class ManifestError(XmodalError, ValueError):
 
 class SearchError(XmodalError, ValueError):
     """A search cannot start as asked (unknown pathology, bad space key, empty split...)."""
+
+
+def user_error(err: BaseException | None) -> XmodalError | None:
+    """The xmodal error behind ``err``, when one is what stopped it: Ray wraps an error raised in a
+    worker (``RayTaskError.cause``, Ray Train's ``worker_failures``/``controller_failure``)."""
+    stack, seen = [err], set()
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, XmodalError):
+            return e
+        stack += [getattr(e, "cause", None), getattr(e, "controller_failure", None), e.__cause__, e.__context__]
+        stack += list(getattr(e, "worker_failures", {}).values())
+    return None

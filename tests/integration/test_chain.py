@@ -6,7 +6,7 @@ import pytest
 
 from xmodal.config import apply_overrides
 from xmodal.data.pipeline import read_access_log
-from xmodal.errors import SearchError
+from xmodal.errors import RecordError, SearchError
 from xmodal.stages.chain import check_splits, load_cohort, run_chain
 from xmodal.stages.store import StageStore
 
@@ -147,3 +147,18 @@ def test_align_from_scratch_needs_no_ecg_ssl(ray_local, smoke_cfg):
     assert res.stages["align"].meta["inputs"] == {"features": res.features.key}
     assert res.stages["finetune"].meta["inputs"] == {"align": res.stages["align"].key}
     assert 0.0 <= res.val["val_auroc"] <= 1.0
+
+
+@pytest.mark.timeout(300)
+def test_a_weights_file_that_does_not_load_stops_the_chain_before_ray_train_starts(ray_local, smoke_cfg, tmp_path):
+    from xmodal.stages import image_pretrain
+    from xmodal.stages.chain import prepare
+
+    bad = tmp_path / "cxr-encoder.pt"
+    bad.write_bytes(b"garbage\n")
+    cfg = apply_overrides(smoke_cfg, {"model.image_weights": str(bad)})
+    with pytest.raises(RecordError, match=r"cxr-encoder.pt: not a tensor state dict"):
+        run_chain(cfg, verbose=False)
+    shards = prepare(cfg, verbose=False)
+    runs = shards.storage.listdir("ray_train") if shards.storage.exists("ray_train") else []
+    assert f"image_pretrain-{image_pretrain.key_for(cfg, shards)}" not in runs

@@ -103,6 +103,10 @@ def test_not_a_state_dict(tmp_path):
     path.write_bytes(b"not a torch file")
     with pytest.raises(RecordError, match="junk.pt"):
         load_image_weights(DenseNet121(), path)
+    path.write_bytes(b"garbage\n")  # an unpickling error: one line that says what to save instead
+    with pytest.raises(RecordError, match=r"junk.pt: not a tensor state dict .*torch.save\(model.state_dict") as err:
+        load_image_weights(DenseNet121(), path)
+    assert "\n" not in str(err.value)
     torch.save({"epoch": 3}, tmp_path / "meta.pt")
     with pytest.raises(RecordError, match="meta.pt.*state dict"):
         load_image_weights(DenseNet121(), tmp_path / "meta.pt")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import pickle
 import re
 from pathlib import Path
 
@@ -52,8 +53,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = _existing(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling errors come in many types
-        raise RecordError(path, f"cannot be read as a torch state dict ({type(e).__name__}: {e})") from None
+    except pickle.UnpicklingError:  # garbage, or objects beyond tensors (torch's message says to trust the file)
+        raise RecordError(path, "not a tensor state dict that torch.load(weights_only=True) reads; "
+                                "save one with torch.save(model.state_dict(), path)") from None
+    except Exception as e:  # truncated files, zip errors...: their first line
+        first = next((x for x in str(e).splitlines() if x.strip()), "")
+        raise RecordError(path, f"cannot be read as a torch state dict ({type(e).__name__}: {first})") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from xmodal.config import ExperimentConfig, apply_overrides, from_dict, to_dict
+from xmodal.errors import user_error
 from xmodal.search.space import SearchSpace, clip_point, published_point
 from xmodal.storage import Storage
 
@@ -230,7 +231,7 @@ def _frame(results) -> pd.DataFrame:
 
 def _reason(err: BaseException) -> str:
     """One line naming the root cause of a trial's failure (not Ray's wrapper around it)."""
-    cause = getattr(err, "cause", None) or err
+    cause = user_error(err) or getattr(err, "cause", None) or err
     lines = [x for x in str(cause).splitlines() if x.strip()]
     return f"{type(cause).__name__}: {lines[0] if lines else ''}"
 

@@ -129,6 +129,7 @@ def run_shared(cfg: ExperimentConfig, shards: ShardSet, *,
         missing = not store.exists("image_pretrain", image_pretrain.key_for(cfg, shards)) and \
             not store.exists("ecg_ssl", ecg_ssl.key_for(cfg, shards))
         if missing and side_by_side(cfg):
+            image_pretrain.check_weights(cfg)  # before ecg_ssl starts training next to it
             with ThreadPoolExecutor(2, thread_name_prefix="xmodal-shared") as pool:
                 image_job, ssl_job = pool.submit(image_branch), pool.submit(ssl_branch)
                 (stages["image_pretrain"], feats), stages["ecg_ssl"] = image_job.result(), ssl_job.result()

@@ -12,6 +12,7 @@ import torch
 from xmodal.config import ExperimentConfig, from_dict
 from xmodal.data.pipeline import ShardSet, open_split
 from xmodal.metrics import binary_metrics
+from xmodal.models.registry import build_image_encoder
 from xmodal.models.weights import weights_digest
 from xmodal.stages import labelled
 from xmodal.stages import loop as L
@@ -69,10 +70,18 @@ def key_for(cfg: ExperimentConfig, shards: ShardSet) -> str:
     return stage_key(STAGE, config=own, inputs={}, data=shards.key)
 
 
+def check_weights(cfg: ExperimentConfig) -> None:
+    """Load ``model.image_weights`` into the encoder here, in the driver: a file that does not fit stops
+    the run with one line naming it, before a Ray Train run starts (inside a worker it would be retried)."""
+    if cfg.model.image_weights:
+        build_image_encoder(cfg.model)
+
+
 def run(cfg: ExperimentConfig, shards: ShardSet, store: StageStore, **kw) -> StageOutput:
     key = key_for(cfg, shards)
     if store.exists(STAGE, key):
         return store.load(STAGE, key)
+    check_weights(cfg)
     cols = ["image", *shards.labels]
     pairs = labelled.labelled_pairs(cfg)  # labels scarce: the labelled subjects' training pairs only
     ds = {s: open_split(shards.data_uri, s, storage=shards.storage, key=shards.key, columns=cols, purpose=STAGE,

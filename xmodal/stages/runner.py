@@ -17,6 +17,7 @@ import ray.train
 from ray.train.torch import TorchTrainer
 
 from xmodal.config import ExperimentConfig, ScalingConfig, to_dict
+from xmodal.errors import user_error
 from xmodal.stages.loop import TrainState
 from xmodal.stages.store import StageOutput, StageStore
 
@@ -61,7 +62,13 @@ def fit(name: str, loop: Callable[[dict], None], *, cfg: ExperimentConfig, store
         ),
     )
     t0 = time.perf_counter()
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except ray.train.TrainingFailedError as e:
+        bad = user_error(e)  # bad input found in a worker: its one-line error, not Ray's wrapper
+        if bad is not None:
+            raise bad from None
+        raise
     seconds = time.perf_counter() - t0
     if result.checkpoint is None:
         raise RuntimeError(f"{name} finished without a checkpoint (error: {result.error})")

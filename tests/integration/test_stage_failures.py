@@ -1,4 +1,5 @@
-"""A stage interrupted mid-way resumes from its last Ray Train checkpoint when it runs again."""
+"""Stages that fail: one interrupted mid-way resumes from its last Ray Train checkpoint when it runs
+again; bad input found inside a Train worker stops the run with its own one-line error."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-import cloudpickle
 import pytest
+from ray import cloudpickle  # Ray pickles train loops with its own copy
 
 from xmodal.config import apply_overrides
+from xmodal.errors import RecordError
 from xmodal.stages import ecg_ssl
 from xmodal.stages.chain import prepare
 from xmodal.stages.store import StageStore
@@ -66,3 +68,15 @@ def test_interrupted_stage_resumes_from_its_last_checkpoint(ray_local, smoke_cfg
     assert json.loads((tmp_path / "again.json").read_text()) == [2], "the stage started over"
     assert [h["epoch"] for h in out.metrics["history"]] == [0, 1, 2]  # the history came with the checkpoint
     assert store.exists(ecg_ssl.STAGE, key)
+
+
+def _bad_record(lc: dict) -> None:
+    raise RecordError("/data/ecg/p1000/s1/40000017", "12 leads expected, found 3")
+
+
+def test_bad_input_in_a_worker_reaches_the_driver_as_its_own_error(ray_local, smoke_cfg, monkeypatch):
+    cfg = apply_overrides(smoke_cfg, {"scaling.num_workers": 1, "ecg_ssl.epochs": 4})
+    shards = prepare(cfg, verbose=False)
+    monkeypatch.setattr(ecg_ssl, "train_loop", _bad_record)
+    with pytest.raises(RecordError, match=r"^/data/ecg/p1000/s1/40000017: 12 leads expected, found 3$"):
+        ecg_ssl.run(cfg, shards, StageStore(shards.storage), verbose=False, max_failures=0)
