@@ -16,9 +16,12 @@ def test_user_error_finds_the_xmodal_error_inside_ray_wrappers():
     from ray.exceptions import RayTaskError
 
     bad = RecordError("/w.pt", "expected a state dict")
-    task = RayTaskError("train_fn", "Traceback ...", bad)  # what a worker's failure arrives as
+    # What a failed Ray task arrives as: a RayTaskError subclass of the cause's own type, with Ray's
+    # multi-line message.
+    task = RayTaskError("train_fn", "Traceback ...", bad).as_instanceof_cause()
+    assert isinstance(task, RecordError) and user_error(task) is bad
     wrapped = ray.train.WorkerGroupError("rank 0 failed", {0: task})
-    assert user_error(wrapped) is not None and str(user_error(wrapped)) == "/w.pt: expected a state dict"
+    assert user_error(wrapped) is bad and str(user_error(wrapped)) == "/w.pt: expected a state dict"
     assert user_error(ray.train.ControllerError(ConfigError("loss.nope: unknown key"))).args == ("loss.nope: unknown key",)
 
     try:

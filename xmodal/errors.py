@@ -40,7 +40,7 @@ def user_error(err: BaseException | None) -> XmodalError | None:
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
-        if isinstance(e, XmodalError):
+        if isinstance(e, XmodalError) and getattr(e, "cause", None) is None:  # not Ray's RayTaskError(XmodalError)
             return e
         stack += [getattr(e, "cause", None), getattr(e, "controller_failure", None), e.__cause__, e.__context__]
         stack += list(getattr(e, "worker_failures", {}).values())

@@ -40,3 +40,16 @@ def test_overrides_of_drops_absent_conditionals():
 def test_progress_description_is_short_and_has_no_ids():
     text = describe({"loss.strategy": "topk", "loss.k": 0.075, "loss.tau": 0.01, "align.lr": 0.0005})
     assert text == "topk k=0.075 τ=0.01 lr=0.0005"
+
+
+def test_trial_error_reason_is_the_xmodal_error_in_one_line():
+    from ray.exceptions import RayTaskError
+
+    from xmodal.errors import ConfigError
+    from xmodal.search.driver import _reason
+
+    failed = RayTaskError("ImplicitFunc.train", "Traceback (most recent call last):\n  ...",
+                          ConfigError("unknown config key 'loss.nope'")).as_instanceof_cause()
+    assert _reason(failed) == "ConfigError: unknown config key 'loss.nope'"
+    assert _reason(RayTaskError("f", "tb", MemoryError("out of memory")).as_instanceof_cause()) == \
+        "MemoryError: out of memory"
