@@ -1,7 +1,7 @@
 """Per-pathology AHNP loss search — the main job.
 
     python searches/ahnp_per_pathology.py                 # laptop: local Ray, synthetic demo cohort
-    python searches/ahnp_per_pathology.py --smoke-test    # about 2 minutes on 2 cores: one pathology, 2 trials
+    python searches/ahnp_per_pathology.py --smoke-test    # 2 to 3 minutes on 2 cores: one pathology, 2 trials
     ray job submit --working-dir . -- python searches/ahnp_per_pathology.py --data s3://.../manifest.parquet \
         --storage s3://bucket/xmodal --gpus-per-worker 0.25
 

@@ -58,17 +58,6 @@ def test_chain_runs_reuses_shared_stages_and_keeps_test_split_closed(ray_local, 
 
 
 @pytest.mark.timeout(300)
-def test_changing_only_finetune_reuses_the_aligned_encoder(ray_local, smoke_cfg):
-    cfg = apply_overrides(smoke_cfg, {"scaling.num_workers": 2, "loss.strategy": "exp", "loss.alpha": 2.0})
-    aligned = run_chain(cfg, verbose=False)  # cached by the chain test above when run in the same session
-    refit = run_chain(apply_overrides(cfg, {"finetune.lr": 0.002}), verbose=False)
-    assert refit.reused["align"] and not refit.reused["finetune"]
-    assert refit.stages["align"].key == aligned.stages["align"].key
-    assert refit.stages["finetune"].key != aligned.stages["finetune"].key
-    assert [h["epoch"] for h in refit.stages["finetune"].metrics["history"]] == list(range(cfg.finetune.epochs))
-
-
-@pytest.mark.timeout(300)
 def test_scarce_labels_retrain_labelled_stages_and_reuse_ecg_ssl(ray_local, smoke_cfg):
     full = run_chain(smoke_cfg, verbose=False)
     scarce = run_chain(apply_overrides(smoke_cfg, {"data.label_fraction": 0.5}), verbose=False)
@@ -85,9 +74,12 @@ def test_scarce_labels_retrain_labelled_stages_and_reuse_ecg_ssl(ray_local, smok
         check_splits(full.shards, smoke_cfg.data.pathology, 0.01, one_pair)
 
 
-@pytest.mark.timeout(300)
-def test_concurrent_training_trials_share_the_cluster_and_a_crash_loses_nothing(ray_local, smoke_cfg, stage_cache):
-    """Two trials train at once (each a TorchTrainer plus Ray Data reads) next to one that crashes.
+@pytest.mark.timeout(420)
+def test_trials_on_a_warm_cache_train_side_by_side_reuse_what_they_can_and_survive_a_crash(ray_local, smoke_cfg,
+                                                                                           stage_cache):
+    """Refit trials as a search runs them: two train at once (each a TorchTrainer plus Ray Data reads)
+    while another crashes. A change to ``finetune`` alone reuses the aligned encoder; the ablation
+    ``align.init = scratch`` (only the image teaches) neither runs nor reads ``ecg_ssl``.
 
     Regression: trials that reserved their Train workers' CPUs a second time left Ray Data no CPU,
     and the trainers waited on their reads forever.
@@ -97,14 +89,30 @@ def test_concurrent_training_trials_share_the_cluster_and_a_crash_loses_nothing(
     from xmodal.search.driver import SearchOptions, max_concurrent, refit
 
     cfg = apply_overrides(smoke_cfg, {"scaling.num_workers": 1})
-    opts = SearchOptions(run="crash", max_failures=0)
+    aligned_over = {"loss.strategy": "exp", "loss.alpha": 2.0}
+    aligned = run_chain(apply_overrides(cfg, aligned_over), verbose=False)  # cached by the chain test above
+    opts = SearchOptions(run="warm", max_failures=0)
     assert max_concurrent(opts, ray.cluster_resources()) >= 2
-    configs = [{"loss.nope": 1.0}, {"finetune.init": "ssl"}, {"finetune.init": "scratch"}]
+    finetune_only = {**aligned_over, "finetune.lr": 0.002}
+    configs = [{"loss.nope": 1.0}, {"finetune.init": "ssl"}, finetune_only, {"align.init": "scratch"}]
     trials = refit(configs, cfg, opts, storage=str(stage_cache / "tune"), tag="t", concurrency=2)
-    assert sorted(trials["status"]) == ["completed", "completed", "error"]
+    assert sorted(trials["status"]) == ["completed"] * 3 + ["error"]
     err = trials.loc[trials["status"] == "error", "error"].iloc[0]
     assert err.startswith("ConfigError") and "loss.nope" in err, err
     assert trials.loc[trials["status"] == "completed", "val_auroc"].between(0, 1).all()
+
+    # The trials stored their stages: these resolve them and train nothing.
+    refit_ft = run_chain(apply_overrides(cfg, finetune_only), verbose=False)
+    assert all(refit_ft.reused.values())
+    assert refit_ft.stages["align"].key == aligned.stages["align"].key  # stored before the trial: not retrained
+    assert refit_ft.stages["finetune"].key != aligned.stages["finetune"].key
+    assert [h["epoch"] for h in refit_ft.stages["finetune"].metrics["history"]] == list(range(cfg.finetune.epochs))
+
+    scratch = run_chain(apply_overrides(cfg, {"align.init": "scratch"}), verbose=False)
+    assert all(scratch.reused.values()) and "ecg_ssl" not in scratch.stages
+    assert scratch.stages["align"].meta["inputs"] == {"features": scratch.features.key}
+    assert scratch.stages["finetune"].meta["inputs"] == {"align": scratch.stages["align"].key}
+    assert 0.0 <= scratch.val["val_auroc"] <= 1.0
 
 
 @pytest.mark.timeout(300)
@@ -137,16 +145,6 @@ def test_exported_image_encoder_is_a_new_starting_point(ray_local, smoke_cfg, tm
     assert key != image_pretrain.key_for(smoke_cfg, shards)
     torch.save({k: v + 1 for k, v in source.items()}, path)
     assert image_pretrain.key_for(warm, shards) != key
-
-
-@pytest.mark.timeout(300)
-def test_align_from_scratch_needs_no_ecg_ssl(ray_local, smoke_cfg):
-    """``align.init = scratch`` (the ablation where only the image teaches) neither runs nor reads ``ecg_ssl``."""
-    res = run_chain(apply_overrides(smoke_cfg, {"align.init": "scratch"}), verbose=False)
-    assert "ecg_ssl" not in res.stages and res.reused["image_pretrain"] is not None
-    assert res.stages["align"].meta["inputs"] == {"features": res.features.key}
-    assert res.stages["finetune"].meta["inputs"] == {"align": res.stages["align"].key}
-    assert 0.0 <= res.val["val_auroc"] <= 1.0
 
 
 @pytest.mark.timeout(300)
