@@ -141,9 +141,8 @@ def tune_pathology(base: ExperimentConfig, space: SearchSpace, opts: SearchOptio
     root, fs = st.for_ray()
     trainable = _trainable(base, opts)
     db, study = _optuna_location(opts, st, name)
-    if opts.resume and tune.Tuner.can_restore(f"{root}/{name}", storage_filesystem=fs):
-        tuner = tune.Tuner.restore(f"{root}/{name}", trainable=trainable, resume_errored=True, storage_filesystem=fs)
-        return _frame(tuner.fit()), db, study
+    if (restored := _restored(opts, root, fs, name, trainable)) is not None:
+        return _frame(restored.fit()), db, study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _drop_study(db, study)  # a fresh search never inherits a stale study of the same name
@@ -161,9 +160,7 @@ def tune_pathology(base: ExperimentConfig, space: SearchSpace, opts: SearchOptio
         trainable,
         tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, search_alg=searcher, scheduler=scheduler,
                                     num_samples=opts.num_samples, max_concurrent_trials=concurrency),
-        run_config=tune.RunConfig(name=name, storage_path=root, storage_filesystem=fs, verbose=0,
-                                  callbacks=callbacks or [],
-                                  failure_config=tune.FailureConfig(max_failures=opts.max_failures)),
+        run_config=_run_config(opts, root, fs, name, callbacks),
     )
     return _frame(tuner.fit()), db, study
 
@@ -176,18 +173,33 @@ def refit(configs: list[dict[str, Any]], base: ExperimentConfig, opts: SearchOpt
     name = f"{opts.run}-{base.data.pathology}-{tag}"
     root, fs = Storage(storage).for_ray()
     trainable = _trainable(base, opts)
-    if opts.resume and tune.Tuner.can_restore(f"{root}/{name}", storage_filesystem=fs):
-        return _frame(tune.Tuner.restore(f"{root}/{name}", trainable=trainable, resume_errored=True,
-                                         storage_filesystem=fs).fit())
+    if (restored := _restored(opts, root, fs, name, trainable)) is not None:
+        return _frame(restored.fit())
     tuner = tune.Tuner(
         trainable,
         param_space={"refit": tune.grid_search(configs)},
         tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, max_concurrent_trials=concurrency),
-        run_config=tune.RunConfig(name=name, storage_path=root, storage_filesystem=fs, verbose=0,
-                                  callbacks=callbacks or [],
-                                  failure_config=tune.FailureConfig(max_failures=opts.max_failures)),
+        run_config=_run_config(opts, root, fs, name, callbacks),
     )
     return _frame(tuner.fit())
+
+
+def _restored(opts: SearchOptions, root: str, fs, name: str, trainable):
+    """The Tuner of the run ``name`` under ``root`` when ``--resume`` finds one there (finished trials
+    kept, errored ones resumed); None otherwise."""
+    from ray import tune
+
+    path = f"{root}/{name}"
+    if opts.resume and tune.Tuner.can_restore(path, storage_filesystem=fs):
+        return tune.Tuner.restore(path, trainable=trainable, resume_errored=True, storage_filesystem=fs)
+    return None
+
+
+def _run_config(opts: SearchOptions, root: str, fs, name: str, callbacks: list | None):
+    from ray import tune
+
+    return tune.RunConfig(name=name, storage_path=root, storage_filesystem=fs, verbose=0, callbacks=callbacks or [],
+                          failure_config=tune.FailureConfig(max_failures=opts.max_failures))
 
 
 def _drop_study(db: str, study: str) -> None:
