@@ -35,3 +35,23 @@ def test_quiet_keeps_the_console_to_xmodal_lines():
     token_notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
     assert not token_notice.isEnabledFor(logging.WARNING)  # announced at every start; token auth stays on
     assert logging.getLogger("ray.train").getEffectiveLevel() >= logging.WARNING
+
+
+def test_oversubscribed_means_one_local_node_with_more_logical_cpus_than_cores(monkeypatch):
+    import ray
+    import ray.util
+
+    from xmodal.runtime import oversubscribed
+
+    node = lambda ip, cpus: {"Alive": True, "NodeManagerAddress": ip, "Resources": {"CPU": cpus}}  # noqa: E731
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(ray.util, "get_node_ip_address", lambda: "10.0.0.1")
+    for nodes, expected in (
+        ([node("10.0.0.1", 6.0)], True),  # xmodal's local default: 6 logical CPUs on 2 cores
+        ([node("10.0.0.1", 2.0)], False),
+        ([node("10.0.0.2", 6.0)], False),  # a remote head: its cores are not known here
+        ([node("10.0.0.1", 6.0), node("10.0.0.2", 16.0)], False),  # a cluster
+        ([node("10.0.0.1", 6.0), {**node("10.0.0.2", 16.0), "Alive": False}], True),
+    ):
+        monkeypatch.setattr(ray, "nodes", lambda nodes=nodes: nodes)
+        assert oversubscribed() is expected, nodes

@@ -65,6 +65,17 @@ def local_worker_pool(num_cpus: int | None) -> None:
         os.environ.setdefault("RAY_num_workers_soft_limit", str(2 * num_cpus))
 
 
+def oversubscribed() -> bool:
+    """Whether Ray is this one machine, holding more logical CPUs than the machine has cores (xmodal's
+    local default, see :func:`local_worker_pool`): work placed "side by side" there shares the cores."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) != 1 or nodes[0].get("NodeManagerAddress") != ray.util.get_node_ip_address():
+        return False
+    return nodes[0].get("Resources", {}).get("CPU", 0.0) > (os.cpu_count() or 1)
+
+
 def ensure_ray(num_cpus: int | None = None, *, num_gpus: int | None = None) -> dict:
     """Start or join Ray; return the cluster's resources."""
     import ray

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from xmodal.config import apply_overrides
@@ -24,6 +26,10 @@ def test_chain_runs_reuses_shared_stages_and_keeps_test_split_closed(ray_local, 
         meta = store.load(name, out.key).meta
         assert meta["config"]["data"]["pathology"] == cfg.data.pathology
         assert meta["data_fingerprint"] and meta["code_version"]
+    # Local Ray holds more logical CPUs than the machine has cores: the four stages took two Train runs,
+    # each named after its last stage (image_pretrain + ecg_ssl, then align + finetune).
+    runs = sorted(p.name for p in (Path(cfg.data.storage) / "ray_train").iterdir())
+    assert runs == sorted(f"{n}-{first.stages[n].key}" for n in ("ecg_ssl", "finetune"))
     # Validation metrics were reported every epoch of align and finetune.
     for name, epochs in (("align", cfg.align.epochs), ("finetune", cfg.finetune.epochs)):
         hist = first.stages[name].metrics["history"]

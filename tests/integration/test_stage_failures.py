@@ -12,7 +12,7 @@ from ray import cloudpickle  # Ray pickles train loops with its own copy
 
 from xmodal.config import apply_overrides
 from xmodal.errors import RecordError
-from xmodal.stages import ecg_ssl
+from xmodal.stages import ecg_ssl, image_pretrain, image_pretrain_ecg_ssl
 from xmodal.stages.chain import prepare
 from xmodal.stages.store import StageStore
 
@@ -54,21 +54,28 @@ def _reporting(loop, log: str, fail_after: int | None = None):
 @pytest.mark.timeout(300)
 def test_stage_stopped_by_a_worker_error_reports_it_and_resumes_from_its_checkpoint(
         ray_local, smoke_cfg, tmp_path, monkeypatch):
-    cfg = apply_overrides(smoke_cfg, {"scaling.num_workers": 1, "ecg_ssl.epochs": 3, "ecg_ssl.patience": 0})
+    # image_pretrain and ecg_ssl train in one run (local Ray oversubscribes the cores); the bad record
+    # turns up in ecg_ssl, after image_pretrain was stored.
+    cfg = apply_overrides(smoke_cfg, {"scaling.num_workers": 1, "ecg_ssl.epochs": 3, "ecg_ssl.patience": 0,
+                                      "image_pretrain.epochs": 1})
     shards = prepare(cfg, verbose=False)
     store = StageStore(shards.storage)
-    key = ecg_ssl.key_for(cfg, shards)
-    loop = ecg_ssl.train_loop
+    i_key, s_key = image_pretrain.key_for(cfg, shards), ecg_ssl.key_for(cfg, shards)
 
-    monkeypatch.setattr(ecg_ssl, "train_loop", _reporting(loop, str(tmp_path / "first.json"), fail_after=2))
+    both = image_pretrain_ecg_ssl.train_loop
+    monkeypatch.setattr(image_pretrain_ecg_ssl, "train_loop", _reporting(both, str(tmp_path / "first.json"),
+                                                                         fail_after=3))
     with pytest.raises(RecordError) as err:  # not Ray's wrapper: the worker's own one-line error
-        ecg_ssl.run(cfg, shards, store, verbose=False, max_failures=0)
+        image_pretrain_ecg_ssl.run(cfg, shards, store, verbose=False, max_failures=0)
     assert str(err.value) == str(BAD)
-    assert json.loads((tmp_path / "first.json").read_text()) == [0, 1]
-    assert not store.exists(ecg_ssl.STAGE, key)  # unfinished: nothing in the stage cache
+    assert json.loads((tmp_path / "first.json").read_text()) == [0, 0, 1]  # image epoch 0, ssl epochs 0-1
+    assert store.exists(image_pretrain.STAGE, i_key)
+    assert not store.exists(ecg_ssl.STAGE, s_key)  # unfinished: nothing in the stage cache
 
-    monkeypatch.setattr(ecg_ssl, "train_loop", _reporting(loop, str(tmp_path / "again.json")))
-    out = ecg_ssl.run(cfg, shards, store, verbose=False)
+    # Run again: image_pretrain is stored, so ecg_ssl runs alone, under the same Train run name, and
+    # resumes from that run's last checkpoint.
+    monkeypatch.setattr(ecg_ssl, "train_loop", _reporting(ecg_ssl.train_loop, str(tmp_path / "again.json")))
+    image, ssl = image_pretrain_ecg_ssl.run(cfg, shards, store, verbose=False)
     assert json.loads((tmp_path / "again.json").read_text()) == [2], "the stage started over"
-    assert [h["epoch"] for h in out.metrics["history"]] == [0, 1, 2]  # the history came with the checkpoint
-    assert store.exists(ecg_ssl.STAGE, key)
+    assert [h["epoch"] for h in ssl.metrics["history"]] == [0, 1, 2]  # the history came with the checkpoint
+    assert store.exists(ecg_ssl.STAGE, s_key) and image.key == i_key

@@ -101,7 +101,7 @@ def load_data(lc: dict, w: L.Worker) -> tuple[dict, dict]:
 
 
 def train_phase(cfg: ExperimentConfig, lc: dict, w: L.Worker, train: dict, val: dict,
-                phase: str = "") -> tuple[L.TrainState, torch.optim.Optimizer]:
+                phase: str = STAGE) -> tuple[L.TrainState, torch.optim.Optimizer]:
     """Train the alignment model on in-memory splits; return the train state (best weights) and optimizer."""
     sc = cfg.align
     seed = cfg.seed + cfg.align.seed

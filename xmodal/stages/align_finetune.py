@@ -7,8 +7,10 @@ features) and trains both stages on them; ``finetune`` uses the ECG and label co
 
 Each stage still has its own key, weights, optimizer state and ``meta.json`` in the store: rank 0
 saves ``align`` the moment it finishes, and the driver saves ``finetune`` from the run's last
-checkpoint. Checkpoints carry their stage as ``phase``, so an interrupted run resumes where it
-stopped: a run killed during ``finetune`` finds ``align`` in the store and resumes ``finetune``.
+checkpoint. The run is named ``finetune-<key>``, as ``finetune`` alone would be, and its checkpoints
+carry their stage (``phase``), so an interrupted run resumes where it stopped: a run killed during
+``finetune`` finds ``align`` in the store when run again, and ``finetune`` alone resumes from the run's
+last checkpoint.
 """
 
 from __future__ import annotations
@@ -25,9 +27,6 @@ from xmodal.stages.features import FeatureSet
 from xmodal.stages.runner import fit, save_stage, say_trained
 from xmodal.stages.store import StageOutput, StageStore
 from xmodal.storage import Storage
-
-NAME = "align_finetune"
-
 
 def train_loop(lc: dict) -> None:
     cfg: ExperimentConfig = from_dict(lc["cfg"])
@@ -59,7 +58,7 @@ def run(cfg: ExperimentConfig, shards: ShardSet, feats: FeatureSet, ssl: StageOu
     f_key = finetune.key_for(cfg, shards, a_ref)
     ds, lc, a_meta = align.inputs(cfg, feats, ssl)
     lc = {**lc, "align_key": a_key, "align_meta": a_meta, "submitted_at": time.time()}
-    blob, seconds = fit(f"{NAME}-{f_key}", train_loop, cfg=cfg, store=store, datasets=ds, loop_config=lc,
+    blob, seconds = fit(f"{finetune.STAGE}-{f_key}", train_loop, cfg=cfg, store=store, datasets=ds, loop_config=lc,
                         callbacks=callbacks)
     a_out = store.load(align.STAGE, a_key)
     a_out.reused = False

@@ -16,7 +16,8 @@ import pandas as pd
 from xmodal.config import ExperimentConfig
 from xmodal.data.pipeline import ShardSet, preprocess
 from xmodal.errors import ConfigError, SearchError
-from xmodal.stages import align_finetune, ecg_ssl, evaluate, features, finetune, image_pretrain
+from xmodal.stages import (align_finetune, ecg_ssl, evaluate, features, finetune, image_pretrain,
+                           image_pretrain_ecg_ssl)
 from xmodal.stages.features import FeatureSet
 from xmodal.stages.labelled import labelled_pairs
 from xmodal.stages.store import StageOutput, StageStore
@@ -108,9 +109,10 @@ def run_shared(cfg: ExperimentConfig, shards: ShardSet, *,
     """The stages ``cfg``'s trials share (run or reused): ``image_pretrain``, ``ecg_ssl`` and the image
     features, as far as ``cfg.finetune.init`` needs them. A search runs this once before its trials.
 
-    The image branch (``image_pretrain`` -> features) and ``ecg_ssl`` do not depend on each other: when
-    the cluster has room for both (:func:`side_by_side`), they train at the same time, so their Ray Train
-    start-ups and their compute overlap.
+    ``image_pretrain`` and ``ecg_ssl`` do not depend on each other: when the cluster has room for both
+    (:func:`side_by_side`), the image branch (``image_pretrain`` -> features) and ``ecg_ssl`` train at
+    the same time, so their Ray Train start-ups and their compute overlap; when it has not, both train
+    in one Ray Train run (:mod:`xmodal.stages.image_pretrain_ecg_ssl`), which pays the start-up once.
     """
     store = StageStore(shards.storage)
     stages: dict[str, StageOutput] = {}
@@ -133,6 +135,10 @@ def run_shared(cfg: ExperimentConfig, shards: ShardSet, *,
             with ThreadPoolExecutor(2, thread_name_prefix="xmodal-shared") as pool:
                 image_job, ssl_job = pool.submit(image_branch), pool.submit(ssl_branch)
                 (stages["image_pretrain"], feats), stages["ecg_ssl"] = image_job.result(), ssl_job.result()
+        elif missing:
+            stages["image_pretrain"], stages["ecg_ssl"] = image_pretrain_ecg_ssl.run(cfg, shards, store,
+                                                                                     verbose=verbose)
+            feats = features.run(cfg, shards, stages["image_pretrain"].key, verbose=verbose)
         else:
             stages["image_pretrain"], feats = image_branch()
             stages["ecg_ssl"] = ssl_branch()
@@ -144,10 +150,13 @@ def run_shared(cfg: ExperimentConfig, shards: ShardSet, *,
 def side_by_side(cfg: ExperimentConfig) -> bool:
     """Whether two of ``cfg``'s Train runs fit in the cluster's free resources at once, with CPUs left
     for their Ray Data reads (which run outside the runs' placement groups: without a free CPU they
-    wait forever)."""
+    wait forever), on CPUs that are not shared: on one machine whose logical CPUs outnumber its cores,
+    two runs side by side take as long as one after the other."""
     import ray
 
-    if not ray.is_initialized():
+    from xmodal.runtime import oversubscribed
+
+    if not ray.is_initialized() or oversubscribed():
         return False
     s, free = cfg.scaling, ray.available_resources()
     gpus = s.num_workers * (s.gpus_per_worker or 1.0) if s.use_gpu else 0.0

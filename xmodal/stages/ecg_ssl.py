@@ -72,18 +72,19 @@ def _views(sc: SSLConfig) -> TwoViews:
     return TwoViews(VCGAugment.from_config(sc))
 
 
-def train_loop(lc: dict) -> None:
-    cfg: ExperimentConfig = from_dict(lc["cfg"])
+def train_phase(cfg: ExperimentConfig, w: L.Worker, train: dict, val: dict,
+                phase: str = STAGE) -> tuple[L.TrainState, torch.optim.Optimizer]:
+    """Self-supervised training on in-memory ``ecg`` splits; return the train state (best weights) and
+    optimizer."""
     sc = cfg.ecg_ssl
     seed = cfg.seed + cfg.ecg_ssl.seed
-    w = L.setup_worker(seed)
-    train, val = L.load_train_val(w, ["ecg"])
+    L.seed_worker(w, seed)
     seq_len = train["ecg"].shape[-1]
     mae = sc.method == "mae"
     net = L.prepare(MaskedReconNet(cfg, seq_len) if mae else SimCLRNet(cfg, seq_len))
     ntxent, views = NTXentLoss(tau=sc.tau), _views(sc)
     opt = torch.optim.AdamW(net.parameters(), lr=sc.lr, weight_decay=sc.weight_decay)
-    st = L.resume({"net": net}, opt)
+    st = L.resume({"net": net}, opt, phase)
 
     def loss_of(model: nn.Module, ecg: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         x = ecg.float()
@@ -115,8 +116,16 @@ def train_loop(lc: dict) -> None:
                           for b in L.minibatches(val, sc.batch_size, seed=0, epoch=0, shuffle=False)]
             metrics["val_loss"] = sum(losses) / max(len(losses), 1)
             score = -metrics["val_loss"]
-        if L.end_epoch(w, st, metrics, score, {"net": net}, opt, sc.patience):
+        if L.end_epoch(w, st, metrics, score, {"net": net}, opt, sc.patience, phase):
             break
+    return st, opt
+
+
+def train_loop(lc: dict) -> None:
+    cfg: ExperimentConfig = from_dict(lc["cfg"])
+    w = L.setup_worker(cfg.seed + cfg.ecg_ssl.seed)
+    train, val = L.load_train_val(w, ["ecg"])
+    train_phase(cfg, w, train, val)
 
 
 def key_for(cfg: ExperimentConfig, shards: ShardSet) -> str:
@@ -127,14 +136,19 @@ def key_for(cfg: ExperimentConfig, shards: ShardSet) -> str:
     return stage_key(STAGE, config=own, inputs={}, data=shards.key)
 
 
+def inputs(shards: ShardSet) -> tuple[dict, dict]:
+    """What an ecg_ssl run needs: its datasets (training-split ECGs, validation ECGs) and its stage meta."""
+    ds = {s: open_split(shards.data_uri, s, storage=shards.storage, key=shards.key, columns=["ecg"], purpose=STAGE)
+          for s in ("train", "val")}
+    return ds, {"inputs": {}, "data_fingerprint": shards.key}
+
+
 def run(cfg: ExperimentConfig, shards: ShardSet, store: StageStore, **kw) -> StageOutput:
     key = key_for(cfg, shards)
     if store.exists(STAGE, key):
         return store.load(STAGE, key)
-    ds = {s: open_split(shards.data_uri, s, storage=shards.storage, key=shards.key, columns=["ecg"], purpose=STAGE)
-          for s in ("train", "val")}
-    return run_stage(STAGE, key, train_loop, cfg=cfg, store=store, datasets=ds, loop_config={},
-                     meta={"inputs": {}, "data_fingerprint": shards.key}, **kw)
+    ds, meta = inputs(shards)
+    return run_stage(STAGE, key, train_loop, cfg=cfg, store=store, datasets=ds, loop_config={}, meta=meta, **kw)
 
 
 def encoder_state(store: StageStore, key: str) -> dict[str, torch.Tensor]:

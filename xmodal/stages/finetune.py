@@ -45,7 +45,7 @@ def _augment() -> Compose:
 
 
 def train_phase(cfg: ExperimentConfig, w: L.Worker, train: dict, val: dict,
-                init: dict[str, torch.Tensor] | None, phase: str = "") -> L.TrainState:
+                init: dict[str, torch.Tensor] | None, phase: str = STAGE) -> L.TrainState:
     """Fine-tune on in-memory ``ecg``/``label`` splits from the ``init`` encoder state (None: scratch)."""
     sc = cfg.finetune
     seed = cfg.seed + cfg.finetune.seed

@@ -23,18 +23,19 @@ from xmodal.stages.store import StageOutput, StageStore, stage_key
 STAGE = "image_pretrain"
 
 
-def train_loop(lc: dict) -> None:
-    cfg: ExperimentConfig = from_dict(lc["cfg"])
+def train_phase(cfg: ExperimentConfig, lc: dict, w: L.Worker, train: dict, val: dict,
+                phase: str = STAGE) -> tuple[L.TrainState, torch.optim.Optimizer]:
+    """Train the image classifier on in-memory splits (``image`` + one column per label); return the
+    train state (best weights) and optimizer."""
     sc = cfg.image_pretrain
     labels = lc["labels"]
     seed = cfg.seed + cfg.image_pretrain.seed
-    w = L.setup_worker(seed)
-    train, val = L.load_train_val(w, ["image", *labels])
+    L.seed_worker(w, seed)
     stack = lambda d: torch.stack([d[c] for c in labels], 1)  # noqa: E731  (B, n_labels)
 
     net = L.prepare(ImageClassifier(ImageModel(cfg, lc["image_kind"]), len(labels)))
     opt = torch.optim.AdamW(net.parameters(), lr=sc.lr, weight_decay=sc.weight_decay)
-    st = L.resume({"net": net}, opt)
+    st = L.resume({"net": net}, opt, phase)
     for epoch in range(st.epoch, sc.epochs):
         net.train()
         total, n = 0.0, 0
@@ -57,8 +58,20 @@ def train_loop(lc: dict) -> None:
                 metrics[f"val_auroc_{c}"] = m["auroc"]
             score = float(np.nanmean([m["auroc"] for m in per.values()]))
             metrics["val_auroc"] = score
-        if L.end_epoch(w, st, metrics, score, {"net": net}, opt, sc.patience):
+        if L.end_epoch(w, st, metrics, score, {"net": net}, opt, sc.patience, phase):
             break
+    return st, opt
+
+
+def columns(lc: dict) -> list[str]:
+    return ["image", *lc["labels"]]
+
+
+def train_loop(lc: dict) -> None:
+    cfg: ExperimentConfig = from_dict(lc["cfg"])
+    w = L.setup_worker(cfg.seed + cfg.image_pretrain.seed)
+    train, val = L.load_train_val(w, columns(lc))
+    train_phase(cfg, lc, w, train, val)
 
 
 def key_for(cfg: ExperimentConfig, shards: ShardSet) -> str:
@@ -77,18 +90,22 @@ def check_weights(cfg: ExperimentConfig) -> None:
         build_image_encoder(cfg.model)
 
 
+def inputs(cfg: ExperimentConfig, shards: ShardSet) -> tuple[dict, dict, dict]:
+    """What an image_pretrain run needs: its datasets, its loop config and its stage meta."""
+    pairs = labelled.labelled_pairs(cfg)  # labels scarce: the labelled subjects' training pairs only
+    lc = {"labels": list(shards.labels), "image_kind": shards.image_kind}
+    ds = {s: open_split(shards.data_uri, s, storage=shards.storage, key=shards.key, columns=columns(lc),
+                        purpose=STAGE, where=labelled.labelled_filter(pairs, s)) for s in ("train", "val")}
+    return ds, lc, {"inputs": {}, "data_fingerprint": shards.key, "labels": list(shards.labels)}
+
+
 def run(cfg: ExperimentConfig, shards: ShardSet, store: StageStore, **kw) -> StageOutput:
     key = key_for(cfg, shards)
     if store.exists(STAGE, key):
         return store.load(STAGE, key)
     check_weights(cfg)
-    cols = ["image", *shards.labels]
-    pairs = labelled.labelled_pairs(cfg)  # labels scarce: the labelled subjects' training pairs only
-    ds = {s: open_split(shards.data_uri, s, storage=shards.storage, key=shards.key, columns=cols, purpose=STAGE,
-                        where=labelled.labelled_filter(pairs, s)) for s in ("train", "val")}
-    return run_stage(STAGE, key, train_loop, cfg=cfg, store=store, datasets=ds,
-                     loop_config={"labels": list(shards.labels), "image_kind": shards.image_kind},
-                     meta={"inputs": {}, "data_fingerprint": shards.key, "labels": list(shards.labels)}, **kw)
+    ds, lc, meta = inputs(cfg, shards)
+    return run_stage(STAGE, key, train_loop, cfg=cfg, store=store, datasets=ds, loop_config=lc, meta=meta, **kw)
 
 
 def load_image_model(cfg: ExperimentConfig, image_kind: str, store: StageStore, key: str) -> ImageModel:

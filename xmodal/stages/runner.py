@@ -43,14 +43,18 @@ def ingest_options():
 def fit(name: str, loop: Callable[[dict], None], *, cfg: ExperimentConfig, store: StageStore,
         datasets: dict[str, Any], loop_config: dict[str, Any], callbacks: list | None = None,
         max_failures: int = 1) -> tuple[dict[str, Any], float]:
-    """Run ``loop`` on a ``TorchTrainer`` named ``name``; return its last checkpoint's blob and the seconds."""
+    """Run ``loop`` on a ``TorchTrainer`` named ``name``; return its last checkpoint's blob and the seconds.
+
+    ``datasets`` named ``train`` or ``*_train`` are split across the workers; the others (validation)
+    reach every worker whole.
+    """
     storage_path, storage_fs = store.storage.for_ray("ray_train")
     trainer = TorchTrainer(
         loop,
         train_loop_config={**loop_config, "cfg": to_dict(cfg)},
         scaling_config=scaling_for(cfg.scaling),
         datasets=datasets,
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"] if "train" in datasets else [],
+        dataset_config=ray.train.DataConfig(datasets_to_split=[n for n in datasets if n.split("_")[-1] == "train"],
                                             execution_options=ingest_options()),
         run_config=ray.train.RunConfig(
             name=name,
