@@ -55,14 +55,14 @@ def train_loop(lc: dict) -> None:
     ecg_ssl.train_phase(cfg, w, ssl_train, ssl_val)
 
 
-def run(cfg: ExperimentConfig, shards: ShardSet, store: StageStore, *, max_failures: int = 1,
+def run(cfg: ExperimentConfig, shards: ShardSet, store: StageStore, *,
         verbose: bool = True) -> tuple[StageOutput, StageOutput]:
     """``(image_pretrain, ecg_ssl)`` outputs: reused from the store, or trained (in one run where both
     are missing)."""
     i_key, s_key = image_pretrain.key_for(cfg, shards), ecg_ssl.key_for(cfg, shards)
     if store.exists(image_pretrain.STAGE, i_key) or store.exists(ecg_ssl.STAGE, s_key):
-        kw = {"max_failures": max_failures, "verbose": verbose}
-        return image_pretrain.run(cfg, shards, store, **kw), ecg_ssl.run(cfg, shards, store, **kw)
+        return (image_pretrain.run(cfg, shards, store, verbose=verbose),
+                ecg_ssl.run(cfg, shards, store, verbose=verbose))
     image_pretrain.check_weights(cfg)
     i_ds, lc, i_meta = image_pretrain.inputs(cfg, shards)
     s_ds, s_meta = ecg_ssl.inputs(shards)
@@ -70,7 +70,7 @@ def run(cfg: ExperimentConfig, shards: ShardSet, store: StageStore, *, max_failu
     lc = {**lc, "image_key": i_key, "image_meta": i_meta, "storage": shards.storage.uri,
           "submitted_at": time.time()}
     blob, seconds = fit(f"{ecg_ssl.STAGE}-{s_key}", train_loop, cfg=cfg, store=store, datasets=datasets,
-                        loop_config=lc, max_failures=max_failures)
+                        loop_config=lc)
     i_out = store.load(image_pretrain.STAGE, i_key)
     i_out.reused = False
     s_out = save_stage(store, ecg_ssl.STAGE, s_key, blob["train_state"], blob["optimizer"], cfg=cfg, meta=s_meta,

@@ -40,9 +40,27 @@ def ingest_options():
     return opts
 
 
+# Worker failures a Train run recovers from (from its last checkpoint): a crashed or OOM-killed worker.
+# Node preemptions have a budget of their own in Ray Train (unlimited), and bad input is not retried
+# (:class:`StopOnBadInput`).
+MAX_FAILURES = 1
+
+
+class StopOnBadInput(ray.train.UserCallback):
+    """Ends a Train run at once when a worker raised an xmodal error (a bad record, a config that does
+    not fit): a retry would meet it again, after a whole Train start-up. Runs in the run's controller;
+    what it raises ends the run, and :func:`fit` finds the error again inside Ray's wrapper."""
+
+    def after_exception(self, run_context, worker_exceptions: dict[int, Exception]) -> None:
+        for err in worker_exceptions.values():
+            bad = user_error(err)
+            if bad is not None:
+                raise bad
+
+
 def fit(name: str, loop: Callable[[dict], None], *, cfg: ExperimentConfig, store: StageStore,
-        datasets: dict[str, Any], loop_config: dict[str, Any], callbacks: list | None = None,
-        max_failures: int = 1) -> tuple[dict[str, Any], float]:
+        datasets: dict[str, Any], loop_config: dict[str, Any],
+        callbacks: list | None = None) -> tuple[dict[str, Any], float]:
     """Run ``loop`` on a ``TorchTrainer`` named ``name``; return its last checkpoint's blob and the seconds.
 
     ``datasets`` named ``train`` or ``*_train`` are split across the workers; the others (validation)
@@ -61,8 +79,8 @@ def fit(name: str, loop: Callable[[dict], None], *, cfg: ExperimentConfig, store
             storage_path=storage_path,
             storage_filesystem=storage_fs,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-            failure_config=ray.train.FailureConfig(max_failures=max_failures),
-            callbacks=callbacks or [],
+            failure_config=ray.train.FailureConfig(max_failures=MAX_FAILURES),
+            callbacks=[StopOnBadInput(), *(callbacks or [])],
         ),
     )
     t0 = time.perf_counter()
@@ -102,8 +120,7 @@ def say_trained(out: StageOutput) -> None:
 
 def run_stage(stage: str, key: str, loop: Callable[[dict], None], *, cfg: ExperimentConfig,
               store: StageStore, datasets: dict[str, Any], loop_config: dict[str, Any],
-              meta: dict[str, Any], callbacks: list | None = None, max_failures: int = 1,
-              verbose: bool = True) -> StageOutput:
+              meta: dict[str, Any], callbacks: list | None = None, verbose: bool = True) -> StageOutput:
     """Run ``loop`` unless ``(stage, key)`` is already in the store; save its best weights + meta."""
     if store.exists(stage, key):
         out = store.load(stage, key)
@@ -111,7 +128,7 @@ def run_stage(stage: str, key: str, loop: Callable[[dict], None], *, cfg: Experi
             print(f"[xmodal] {stage}: reused {key}")
         return out
     blob, seconds = fit(f"{stage}-{key}", loop, cfg=cfg, store=store, datasets=datasets, loop_config=loop_config,
-                        callbacks=callbacks, max_failures=max_failures)
+                        callbacks=callbacks)
     out = save_stage(store, stage, key, blob["train_state"], blob["optimizer"], cfg=cfg, meta=meta, seconds=seconds)
     if verbose:
         say_trained(out)
