@@ -14,6 +14,21 @@ torch.set_num_threads(1)
 SHARED_REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Unit tests first, then the Ray tests, and the job-submit test (a Ray cluster of its own) last.
+
+    An idle local Ray takes about a quarter of a core (log monitor, dashboard and its agent, idle
+    worker processes; measured over 30 s on 2 cores): unit tests then run before the session's Ray
+    starts, and the job-submit test shuts it down rather than share the cores with it.
+    """
+    def order(item) -> int:
+        if item.get_closest_marker("integration") is None:
+            return 0
+        return 2 if item.get_closest_marker("own_cluster") else 1
+
+    items.sort(key=order)  # stable: file order within each group
+
+
 @pytest.fixture(scope="session")
 def real_data() -> Path:
     if not SHARED_REAL.exists():

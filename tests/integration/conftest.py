@@ -8,15 +8,21 @@ from xmodal.config import apply_overrides, load_yaml
 
 
 @pytest.fixture(scope="session")
-def ray_local():
+def _session_ray():
     import ray
 
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def ray_local(_session_ray):
+    """The session's local Ray: started by the first test that asks, again only after a test shut it
+    down (the job-submit test, which runs its own cluster)."""
     from xmodal.runtime import ensure_ray
 
     # Logical CPUs may exceed the 2 physical cores: trials, Train workers and Ray Data each hold some.
     ensure_ray(num_cpus=6)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.own_cluster]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -31,6 +31,9 @@ def _free_port() -> int:
 @pytest.fixture
 def head():
     """A Ray head started from the project's environment (so the job's ``python`` is ours)."""
+    import ray
+
+    ray.shutdown()  # the session's local Ray, if a test started it: two clusters would share the cores
     temp = tempfile.mkdtemp(prefix="xr", dir="/tmp")  # short: Ray's socket paths have a length limit
     port, dash = _free_port(), _free_port()
     # Every port of its own: another Ray on this machine (the session's ray.init) holds the defaults.
