@@ -24,7 +24,7 @@ SEARCH_SHAPE = (256, 224)
 
 SIZES = {
     "quick": {"raw_subjects": 3, "search_subjects": 120, "naive_reps": 1, "stream_reps": 2, "preprocess_reps": 1,
-              "naive_trials": 1, "xmodal_trials": 1, "seeds": 1, "samples": 6, "epochs": 4, "trial_image": {}},
+              "naive_trials": 1, "xmodal_trials": 1, "seeds": 1, "samples": 4, "epochs": 4, "trial_image": {}},
     "full": {"raw_subjects": 16, "search_subjects": 600, "naive_reps": 2, "stream_reps": 3, "preprocess_reps": 2,
              "naive_trials": 2, "xmodal_trials": 3, "seeds": 3, "samples": 20, "epochs": 10,
              # Trial cost: the image side at its published size (DenseNet-121 at 224 px), one epoch of image
