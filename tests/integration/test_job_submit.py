@@ -36,7 +36,7 @@ def head():
     ray.shutdown()  # the session's local Ray, if a test started it: two clusters would share the cores
     temp = tempfile.mkdtemp(prefix="xr", dir="/tmp")  # short: Ray's socket paths have a length limit
     port, dash = _free_port(), _free_port()
-    # Every port of its own: another Ray on this machine (the session's ray.init) holds the defaults.
+    # Every port of its own: another Ray on this machine (a developer's) may hold the defaults.
     ports = [f"--{name}={_free_port()}" for name in (
         "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port",
         "ray-client-server-port", "node-manager-port", "object-manager-port")]
