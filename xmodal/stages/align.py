@@ -100,8 +100,7 @@ def load_data(lc: dict, w: L.Worker) -> tuple[dict, dict]:
     return L.load_train_val(w, lc["columns"])
 
 
-def train_phase(cfg: ExperimentConfig, lc: dict, w: L.Worker, train: dict, val: dict,
-                phase: str = STAGE) -> tuple[L.TrainState, torch.optim.Optimizer]:
+def train_phase(cfg: ExperimentConfig, lc: dict, w: L.Worker, train: dict, val: dict) -> tuple[L.TrainState, torch.optim.Optimizer]:
     """Train the alignment model on in-memory splits; return the train state (best weights) and optimizer."""
     sc = cfg.align
     seed = cfg.seed + cfg.align.seed
@@ -118,7 +117,7 @@ def train_phase(cfg: ExperimentConfig, lc: dict, w: L.Worker, train: dict, val: 
     net = L.prepare(model)
     loss_fn = build_loss(cfg.loss)
     opt = torch.optim.AdamW(net.parameters(), lr=sc.lr, weight_decay=sc.weight_decay)
-    st = L.resume({"net": net}, opt, phase)
+    st = L.resume({"net": net}, opt, STAGE)
     for epoch in range(st.epoch, sc.epochs):
         net.train()
         order = None
@@ -146,7 +145,7 @@ def train_phase(cfg: ExperimentConfig, lc: dict, w: L.Worker, train: dict, val: 
             metrics.update(val_loss=float(np.mean(vl)) if vl else float("nan"), val_auroc=pm["auroc"],
                            val_auprc=pm["auprc"])
             score = pm["auroc"] if np.isfinite(pm["auroc"]) else 0.0
-        if L.end_epoch(w, st, metrics, score, {"net": net}, opt, sc.patience, phase):
+        if L.end_epoch(w, st, metrics, score, {"net": net}, opt, sc.patience, STAGE):
             break
     return st, opt
 

@@ -35,7 +35,7 @@ def train_loop(lc: dict) -> None:
     store = StageStore(Storage(lc["storage"]))
     key = lc["align_key"]
     if not store.exists(align.STAGE, key):
-        st, opt = align.train_phase(cfg, lc, w, train, val, phase=align.STAGE)
+        st, opt = align.train_phase(cfg, lc, w, train, val)
         if w.is_main:
             save_stage(store, align.STAGE, key, st, opt.state_dict(), cfg=cfg, meta=lc["align_meta"],
                        seconds=time.time() - lc["submitted_at"])  # Train start-up included
@@ -43,8 +43,7 @@ def train_loop(lc: dict) -> None:
     ecg_only = ("ecg", "label")
     usable = ~torch.isnan(train["label"])  # labels scarce: align also trained on unlabelled pairs
     finetune.train_phase(cfg, w, {c: train[c][usable] for c in ecg_only},
-                         {c: val[c] for c in ecg_only} if val else {}, align.encoder_state(store, key),
-                         phase=finetune.STAGE)
+                         {c: val[c] for c in ecg_only} if val else {}, align.encoder_state(store, key))
 
 
 def run(cfg: ExperimentConfig, shards: ShardSet, feats: FeatureSet, ssl: StageOutput | None, store: StageStore, *,

@@ -72,8 +72,7 @@ def _views(sc: SSLConfig) -> TwoViews:
     return TwoViews(VCGAugment.from_config(sc))
 
 
-def train_phase(cfg: ExperimentConfig, w: L.Worker, train: dict, val: dict,
-                phase: str = STAGE) -> tuple[L.TrainState, torch.optim.Optimizer]:
+def train_phase(cfg: ExperimentConfig, w: L.Worker, train: dict, val: dict) -> tuple[L.TrainState, torch.optim.Optimizer]:
     """Self-supervised training on in-memory ``ecg`` splits; return the train state (best weights) and
     optimizer."""
     sc = cfg.ecg_ssl
@@ -84,7 +83,7 @@ def train_phase(cfg: ExperimentConfig, w: L.Worker, train: dict, val: dict,
     net = L.prepare(MaskedReconNet(cfg, seq_len) if mae else SimCLRNet(cfg, seq_len))
     ntxent, views = NTXentLoss(tau=sc.tau), _views(sc)
     opt = torch.optim.AdamW(net.parameters(), lr=sc.lr, weight_decay=sc.weight_decay)
-    st = L.resume({"net": net}, opt, phase)
+    st = L.resume({"net": net}, opt, STAGE)
 
     def loss_of(model: nn.Module, ecg: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         x = ecg.float()
@@ -116,7 +115,7 @@ def train_phase(cfg: ExperimentConfig, w: L.Worker, train: dict, val: dict,
                           for b in L.minibatches(val, sc.batch_size, seed=0, epoch=0, shuffle=False)]
             metrics["val_loss"] = sum(losses) / max(len(losses), 1)
             score = -metrics["val_loss"]
-        if L.end_epoch(w, st, metrics, score, {"net": net}, opt, sc.patience, phase):
+        if L.end_epoch(w, st, metrics, score, {"net": net}, opt, sc.patience, STAGE):
             break
     return st, opt
 

@@ -45,7 +45,7 @@ def _augment() -> Compose:
 
 
 def train_phase(cfg: ExperimentConfig, w: L.Worker, train: dict, val: dict,
-                init: dict[str, torch.Tensor] | None, phase: str = STAGE) -> L.TrainState:
+                init: dict[str, torch.Tensor] | None) -> L.TrainState:
     """Fine-tune on in-memory ``ecg``/``label`` splits from the ``init`` encoder state (None: scratch)."""
     sc = cfg.finetune
     seed = cfg.seed + cfg.finetune.seed
@@ -56,7 +56,7 @@ def train_phase(cfg: ExperimentConfig, w: L.Worker, train: dict, val: dict,
     net = L.prepare(model)
     aug = _augment() if sc.augment else None
     opt = torch.optim.AdamW(net.parameters(), lr=sc.lr, weight_decay=sc.weight_decay)
-    st = L.resume({"net": net}, opt, phase)
+    st = L.resume({"net": net}, opt, STAGE)
     for epoch in range(st.epoch, sc.epochs):
         net.train()
         gen = torch.Generator().manual_seed(seed * 4099 + epoch * 13 + w.rank)
@@ -80,7 +80,7 @@ def train_phase(cfg: ExperimentConfig, w: L.Worker, train: dict, val: dict,
                 vloss = masked_bce(torch.from_numpy(logits), torch.from_numpy(y)).item()
             metrics.update(val_auroc=vm["auroc"], val_auprc=vm["auprc"], val_loss=vloss)
             score = vm["auroc"] if np.isfinite(vm["auroc"]) else 0.0
-        if L.end_epoch(w, st, metrics, score, {"net": net}, opt, sc.patience, phase):
+        if L.end_epoch(w, st, metrics, score, {"net": net}, opt, sc.patience, STAGE):
             break
     return st
 

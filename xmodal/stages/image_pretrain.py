@@ -23,8 +23,7 @@ from xmodal.stages.store import StageOutput, StageStore, stage_key
 STAGE = "image_pretrain"
 
 
-def train_phase(cfg: ExperimentConfig, lc: dict, w: L.Worker, train: dict, val: dict,
-                phase: str = STAGE) -> tuple[L.TrainState, torch.optim.Optimizer]:
+def train_phase(cfg: ExperimentConfig, lc: dict, w: L.Worker, train: dict, val: dict) -> tuple[L.TrainState, torch.optim.Optimizer]:
     """Train the image classifier on in-memory splits (``image`` + one column per label); return the
     train state (best weights) and optimizer."""
     sc = cfg.image_pretrain
@@ -35,7 +34,7 @@ def train_phase(cfg: ExperimentConfig, lc: dict, w: L.Worker, train: dict, val: 
 
     net = L.prepare(ImageClassifier(ImageModel(cfg, lc["image_kind"]), len(labels)))
     opt = torch.optim.AdamW(net.parameters(), lr=sc.lr, weight_decay=sc.weight_decay)
-    st = L.resume({"net": net}, opt, phase)
+    st = L.resume({"net": net}, opt, STAGE)
     for epoch in range(st.epoch, sc.epochs):
         net.train()
         total, n = 0.0, 0
@@ -58,7 +57,7 @@ def train_phase(cfg: ExperimentConfig, lc: dict, w: L.Worker, train: dict, val: 
                 metrics[f"val_auroc_{c}"] = m["auroc"]
             score = float(np.nanmean([m["auroc"] for m in per.values()]))
             metrics["val_auroc"] = score
-        if L.end_epoch(w, st, metrics, score, {"net": net}, opt, sc.patience, phase):
+        if L.end_epoch(w, st, metrics, score, {"net": net}, opt, sc.patience, STAGE):
             break
     return st, opt
 

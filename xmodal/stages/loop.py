@@ -174,11 +174,11 @@ class TrainState:
     bad_epochs: int = 0
 
 
-def resume(modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer, phase: str = "") -> TrainState:
+def resume(modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer, phase: str) -> TrainState:
     """Restore from the run's latest Ray Train checkpoint, if this run was interrupted before.
 
-    ``phase`` names the stage in a run that trains several in a row: a checkpoint another stage
-    wrote is not this stage's progress, so training starts afresh.
+    ``phase`` names the stage training: a checkpoint that another stage wrote (in a run that trains
+    several in a row) is not this stage's progress, so training starts afresh.
     """
     ckpt = ray.train.get_checkpoint()
     if ckpt is None:
@@ -209,7 +209,7 @@ def module_state(modules: dict[str, torch.nn.Module]) -> dict[str, Any]:
 
 def end_epoch(worker: Worker, st: TrainState, metrics: dict[str, float], score: float,
               modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer, patience: int,
-              phase: str = "") -> bool:
+              phase: str) -> bool:
     """Track the best epoch (validation ``score``), checkpoint, report; return True to stop early."""
     improved = score > st.best_score or st.best_state is None
     if improved:
