@@ -13,11 +13,11 @@ def test_defaults_match_published_cromotex_setup():
 
 
 def test_yaml_round_trip(tmp_path):
-    cfg = apply_overrides(ExperimentConfig(), {"loss.tau": 0.05, "loss.phase_lambdas": [1, 2, 3], "method": "eccl",
-                                               "loss.name": "clip_task"})
+    cfg = apply_overrides(ExperimentConfig(), {"loss.tau": 0.05, "loss.lambda_ed_es": 3, "method": "dual_phase",
+                                               "loss.name": "multi_phase_clip"})
     save_yaml(cfg, tmp_path / "c.yaml")
     assert load_yaml(tmp_path / "c.yaml") == cfg
-    assert cfg.loss.phase_lambdas == (1.0, 2.0, 3.0)
+    assert cfg.loss.lambda_ed_es == 3.0
 
 
 def test_recommended_header_and_metrics_are_ignored_on_load(tmp_path):

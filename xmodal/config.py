@@ -22,6 +22,7 @@ from typing import Any, Mapping
 import yaml
 
 from xmodal.errors import ConfigError
+from xmodal.methods import METHODS
 
 # ---------------------------------------------------------------------------------------------
 # Sections
@@ -104,7 +105,9 @@ class LossConfig:
     global_loss: str = "clip"  # PTACL: global term (clip | ahnp_supcon)
     sigma: float = 0.1  # PTACL: Gaussian alignment width (phase units); 0 = identity
     lambda_local: float = 1.0  # PTACL: weight of the local temporal term
-    phase_lambdas: tuple[float, float, float] = (1.0, 1.0, 1.0)  # Dual-phase: (ECG,ED),(ECG,ES),(ED,ES)
+    lambda_ecg_ed: float = 1.0  # Dual-phase: weights of the (ECG, ED), (ECG, ES) and (ED, ES) CLIP terms,
+    lambda_ecg_es: float = 1.0  # normalised to sum to 1
+    lambda_ed_es: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -306,7 +309,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 VALID_CHOICES: dict[str, tuple[str, ...]] = {
-    "method": ("cromotex", "eccl", "ptacl", "dual_phase"),
+    "method": tuple(METHODS),
     "loss.strategy": ("none", "topk", "linear", "exp"),
     "loss.global_loss": ("clip", "ahnp_supcon"),
     "ecg.nan_policy": ("interpolate", "zero"),
@@ -329,6 +332,9 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"loss.k={cfg.loss.k} must be a fraction in (0, 1]")
     if cfg.loss.tau <= 0:
         raise ConfigError(f"loss.tau={cfg.loss.tau} must be > 0")
+    lambdas = (cfg.loss.lambda_ecg_ed, cfg.loss.lambda_ecg_es, cfg.loss.lambda_ed_es)
+    if min(lambdas) < 0 or sum(lambdas) <= 0:
+        raise ConfigError(f"loss.lambda_ecg_ed/lambda_ecg_es/lambda_ed_es={lambdas} must be >= 0 with a positive sum")
     if cfg.loss.sigma < 0:
         raise ConfigError(f"loss.sigma={cfg.loss.sigma} must be >= 0")
     if cfg.scaling.num_workers < 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xmodal.config import apply_overrides, load_yaml
+from xmodal.config import apply_overrides
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +42,7 @@ def stage_cache(tmp_path_factory):
 
 @pytest.fixture
 def smoke_cfg(tiny_cohort, stage_cache):
-    from importlib import resources
+    from xmodal.methods import sized_config
 
-    cfg = load_yaml(resources.files("xmodal") / "presets" / "smoke.yaml")
+    cfg = sized_config("smoke", "cromotex")
     return apply_overrides(cfg, {"data.manifest": str(tiny_cohort), "data.storage": str(stage_cache)})

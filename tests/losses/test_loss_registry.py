@@ -44,7 +44,7 @@ def test_unknown_name_lists_valid_names():
 
 @pytest.mark.parametrize("cfg", [LossConfig(strategy="hardest"), LossConfig(tau=0.0),
                                  LossConfig(name="ptacl", global_loss="mse"),
-                                 LossConfig(name="multi_phase_clip", phase_lambdas=(0.0, 0.0, 0.0))])
+                                 LossConfig(name="multi_phase_clip", lambda_ecg_ed=0.0, lambda_ecg_es=0.0, lambda_ed_es=0.0)])
 def test_bad_hyperparameters_raise_config_error(cfg):
     with pytest.raises(ConfigError):
         build_loss(cfg)
@@ -93,7 +93,7 @@ def test_ptacl_module(global_loss):
 
 
 def test_multi_phase_module():
-    cfg = LossConfig(name="multi_phase_clip", phase_lambdas=(1.0, 2.0, 1.0), tau=0.1)
+    cfg = LossConfig(name="multi_phase_clip", lambda_ecg_ed=1.0, lambda_ecg_es=2.0, lambda_ed_es=1.0, tau=0.1)
     out = outputs()
     terms = build_loss(cfg)(out)
     want = multi_phase_clip(out["z_ecg"], out["z_ed"], out["z_es"], lambdas=(1.0, 2.0, 1.0), tau=0.1)

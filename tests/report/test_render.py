@@ -58,7 +58,7 @@ def test_pathology_outputs_and_summary(result, tmp_path):
 
     rec = out / "edema" / "recommended.yaml"
     raw = yaml.safe_load(rec.read_text())
-    assert raw["recommended"] == {"strategy": "exp", "k": None, "alpha": 2.5, "beta": 2.0, "tau": 0.05, "sigma": None}
+    assert raw["recommended"] == {"strategy": "exp", "k": None, "alpha": 2.5, "beta": 2.0, "tau": 0.05, "lr": 1e-4}
     assert raw["metrics"]["test"]["auroc"] == 0.75 and "ecg_only_baseline" in raw["metrics"]
     assert raw["data"]["manifest"] == "cohort/manifest.parquet"  # no machine paths
     cfg = load_yaml(rec)  # trainable as it stands

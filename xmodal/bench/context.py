@@ -15,7 +15,6 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 PATHOLOGY = "cardiomegaly"
@@ -73,9 +72,10 @@ class Context:
 
     def chain_config(self, storage: Path, overrides: dict | None = None):
         """The smoke preset on the search cohort: every stage, small models (``overrides`` on top)."""
-        from xmodal.config import apply_overrides, load_yaml
+        from xmodal.config import apply_overrides
+        from xmodal.methods import sized_config
 
-        cfg = load_yaml(resources.files("xmodal") / "presets" / "smoke.yaml")
+        cfg = sized_config("smoke", "cromotex")
         return apply_overrides(cfg, {"data.manifest": str(self.search_cohort()), "data.storage": str(storage),
                                      "data.pathology": PATHOLOGY, **(overrides or {})})
 

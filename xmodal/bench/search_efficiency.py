@@ -93,7 +93,7 @@ def search(data, *, searcher: str, seed: int, samples: int, epochs: int, storage
     space = SearchSpace()
     sampler = (optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, samples // 3)) if searcher == "tpe_asha"
                else optuna.samplers.RandomSampler(seed=seed))
-    alg = OptunaSearch(space=DefineByRun(space, cine=False), metric=METRIC, mode="max", sampler=sampler)
+    alg = OptunaSearch(space=DefineByRun(space, "cromotex"), metric=METRIC, mode="max", sampler=sampler)
     sched = (ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=2, reduction_factor=2)
              if searcher == "tpe_asha" else FIFOScheduler())
     tuner = tune.Tuner(

@@ -16,7 +16,8 @@ from xmodal.losses.common import at_least_fp32, check_tau, fp32_compute, l2_norm
 
 def _normalized_lambdas(lambdas: Sequence[float]) -> list[float]:
     if len(lambdas) != 3 or any(x < 0 for x in lambdas) or sum(lambdas) <= 0:
-        raise ConfigError(f"loss.phase_lambdas={tuple(lambdas)} must be 3 non-negative weights with a positive sum")
+        raise ConfigError(f"loss.lambda_ecg_ed/lambda_ecg_es/lambda_ed_es={tuple(lambdas)} must be 3 non-negative "
+                          "weights with a positive sum")
     total = float(sum(lambdas))
     return [float(x) / total for x in lambdas]
 
@@ -56,7 +57,7 @@ class MultiPhaseCLIPLoss(nn.Module):
 
     @classmethod
     def from_config(cls, cfg) -> "MultiPhaseCLIPLoss":
-        return cls(lambdas=cfg.phase_lambdas, tau=cfg.tau)
+        return cls(lambdas=(cfg.lambda_ecg_ed, cfg.lambda_ecg_es, cfg.lambda_ed_es), tau=cfg.tau)
 
     def forward(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         loss = multi_phase_clip(out["z_ecg"], out["z_ed"], out["z_es"], lambdas=self.lambdas, tau=self.tau)

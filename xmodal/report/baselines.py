@@ -118,10 +118,10 @@ def write(df: pd.DataFrame, out: Path, *, command: str, cohort: str, seconds: fl
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
-    from importlib import resources
 
     from xmodal.config import load_yaml, parse_override
     from xmodal.errors import XmodalError
+    from xmodal.methods import sized_config
     from xmodal.runtime import ensure_ray
     from xmodal.stages.chain import demo_manifest
 
@@ -140,9 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     command = "python searches/compare_baselines.py " + " ".join(argv if argv is not None else sys.argv[1:])
     try:
-        cfg = load_yaml(args.config or resources.files("xmodal") / "presets" / "demo.yaml")
+        cfg = load_yaml(args.config) if args.config else sized_config("demo", "cromotex")
         cfg = apply_overrides(cfg, dict(parse_override(s) for s in args.set))
-        manifest = args.data or str(demo_manifest(cfg, subjects=args.subjects))
+        manifest = args.data or str(demo_manifest("cxr", subjects=args.subjects, storage=cfg.data.storage))
         cfg = apply_overrides(cfg, {"data.manifest": manifest, "data.label_fraction": args.label_fraction})
         ensure_ray(args.num_cpus)
         t0 = time.time()

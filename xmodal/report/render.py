@@ -16,15 +16,15 @@ from xmodal.config import save_yaml
 from xmodal.report import plots
 from xmodal.report.tables import fmt, table
 
-HEADER_KEYS = ("strategy", "k", "alpha", "beta", "tau", "sigma")
+def header(cfg) -> dict[str, Any]:
+    """The method's searched settings by short name (``strategy, k, alpha, beta, tau, ...``, ``lr``),
+    null where a setting does not apply at this point (AHNP's ``k`` outside ``topk``...)."""
+    from xmodal.config import flatten
+    from xmodal.methods import method
 
-
-def header(cfg, image_kind_cine: bool) -> dict[str, Any]:
-    """``strategy, k, alpha, beta, tau, sigma`` with null where a setting does not apply."""
-    loss = cfg.loss
-    return {"strategy": loss.strategy, "k": loss.k if loss.strategy == "topk" else None,
-            "alpha": loss.alpha if loss.strategy != "none" else None, "beta": loss.beta, "tau": loss.tau,
-            "sigma": loss.sigma if image_kind_cine else None}
+    spec, flat = method(cfg.method), flatten(cfg)
+    return {key.split(".", 1)[1]: (flat[key] if spec.applies(key, flat) or key == "loss.strategy" else None)
+            for key in spec.searched}
 
 
 def portable(cfg):
@@ -60,8 +60,7 @@ def write_pathology(res, out: Path) -> None:
                                                   "test": _clean(s["test"]["published"])},
                            "ecg_only_baseline": {"validation": _clean(s["val"]["baseline"]),
                                                  "test": _clean(s["test"]["baseline"])}}}
-    cine = res.config.loss.name == "ptacl"
-    save_yaml(portable(res.config), out / "recommended.yaml", header=header(res.config, cine), extra=metrics,
+    save_yaml(portable(res.config), out / "recommended.yaml", header=header(res.config), extra=metrics,
               comment=f"xmodal recommended config for {res.pathology}: best mean validation AUROC over "
                       f"refit seeds.\nTrain it as is: python -m xmodal train --config {_shown(out / 'recommended.yaml')}")
     res.trials.to_parquet(out / "trials.parquet", index=False)
@@ -112,9 +111,9 @@ def _blocks(results, opts) -> list[tuple[str, Any]]:
     for r in results:
         s = r.summary
         b.append(("h2", r.pathology))
-        h = header(r.config, r.config.loss.name == "ptacl")
+        h = {k: v for k, v in header(r.config).items() if v is not None}
         b.append(("p", "Recommended: " + ", ".join(f"{k}={fmt(v) if isinstance(v, float) else v}" for k, v in h.items())
-                  + f" (lr={fmt(r.config.align.lr)}). Config: `{r.pathology}/recommended.yaml`; "
+                  + f". Config: `{r.pathology}/recommended.yaml`; "
                   f"all trials: `{r.pathology}/trials.parquet`."))
         b.append(("p", f"{s['trials']} trials ({s['completed']} completed, {s['stopped']} stopped early by ASHA, "
                        f"{s['errors']} failed), {s['concurrency']} at a time, {s['minutes']:.1f} min."))

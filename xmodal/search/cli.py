@@ -8,17 +8,17 @@ pathology only (unless ``--pathologies`` is given). ``--data MANIFEST``: a real 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 
 from xmodal.errors import XmodalError
 
-BUDGETS = {  # trials per pathology, refit top-k, seeds, demo subjects
-    "default": dict(num_samples=4, refit_top=1, refit_seeds=2, subjects=None, preset="demo"),  # None: DEMO_SUBJECTS
-    "smoke": dict(num_samples=2, refit_top=1, refit_seeds=1, subjects=160, preset="smoke"),
+BUDGETS = {  # trials per pathology, refit top-k, seeds, demo subjects (None: the cohort's DEMO_SUBJECTS)
+    "default": dict(num_samples=4, refit_top=1, refit_seeds=2, subjects=None),
+    "smoke": dict(num_samples=2, refit_top=1, refit_seeds=1, subjects=160),
 }
 
 
@@ -31,7 +31,10 @@ def parser() -> argparse.ArgumentParser:
                                     "published setup (--data)")
     a("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted-key override of the base config")
     a("--method", default="", choices=["", "cromotex", "eccl", "ptacl", "dual_phase"],
-      help="default: cromotex for CXR cohorts, ptacl (AHNP global + local temporal) for cine cohorts")
+      help="sets the image encoder, loss, published defaults, sizes and search space (xmodal/methods.py); "
+           "default: cromotex for CXR cohorts, ptacl for cine cohorts")
+    a("--cohort", default="", choices=["", "cxr", "cmr"],
+      help="synthetic demo cohort when no --data: cxr (default) or cmr (default with a CMR --method)")
     a("--pathologies", nargs="+", default=None, help="default: cardiomegaly pleural_effusion edema (CXR) or "
                                                      "mi cardiomyopathy af hf (CMR)")
     a("--storage", default="", help="stage cache + Tune state: local folder or s3://, gs:// URI")
@@ -56,39 +59,65 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def build(args: argparse.Namespace):
-    from xmodal.config import ExperimentConfig, apply_overrides, load_yaml, parse_override
-    from xmodal.search.driver import SearchOptions
-    from xmodal.search.space import load_space
-    from xmodal.storage import Storage
+def size_of(args: argparse.Namespace) -> str | None:
+    """The budget whose sizes apply: ``smoke`` with ``--smoke-test`` (also with ``--data`` or ``--config``),
+    ``demo`` on the demo cohort, ``published`` on a cohort of your own; None with ``--config`` (its sizes)."""
+    if args.smoke_test:
+        return "smoke"
+    if args.config:
+        return None
+    return "published" if args.data else "demo"
 
-    budget = BUDGETS["smoke" if args.smoke_test else "default"]
+
+def configure(args: argparse.Namespace, image_kind: str):
+    """The run's config for a cohort of ``image_kind``: the size's preset (or ``--config``), the method's
+    encoder, loss, defaults and sizes (``xmodal.methods``), then every ``--set``.
+
+    The method is ``--method``, else ``--config``'s when it fits the cohort, else the cohort's default
+    (cromotex for CXR, ptacl for cines). Without ``--method``, a ``--config`` that fits the cohort keeps
+    its own encoder and loss settings.
+    """
+    from xmodal.config import apply_overrides, load_yaml, parse_override
+    from xmodal.methods import DEFAULT_METHOD, METHODS, sized_config
+
+    size = size_of(args)
+    user = dict(parse_override(s) for s in args.set)
     if args.config:
         cfg = load_yaml(args.config)
-    elif args.data:
-        cfg = ExperimentConfig()
+        name = args.method or (cfg.method if METHODS[cfg.method].image_kind == image_kind else DEFAULT_METHOD[image_kind])
+        if args.method or name != cfg.method or size is not None:
+            cfg = apply_overrides(cfg, METHODS[name].overrides(size, image_encoder=cfg.model.image_encoder))
     else:
-        cfg = load_yaml(resources.files("xmodal") / "presets" / f"{budget['preset']}.yaml")
-    over = dict(parse_override(s) for s in args.set)
-    if args.method:
-        over["method"] = args.method
+        cfg = sized_config(size, args.method or DEFAULT_METHOD[image_kind])
     if args.data:
-        over["data.manifest"] = str(Path(args.data).resolve()) if "://" not in args.data else args.data
+        user["data.manifest"] = str(Path(args.data).resolve()) if "://" not in args.data else args.data
     if args.storage:
-        over["data.storage"] = args.storage
-    cfg = apply_overrides(cfg, over)
+        user["data.storage"] = args.storage
+    cfg = apply_overrides(cfg, user)
     if "://" not in cfg.data.storage:
         cfg = apply_overrides(cfg, {"data.storage": str(Path(cfg.data.storage).resolve())})
+    return cfg
+
+
+def build(args: argparse.Namespace):
+    """Search options, space and budget from the command line (the config needs the cohort: :func:`configure`)."""
+    from xmodal.search.driver import SearchOptions
+    from xmodal.search.space import load_space
+
+    budget = BUDGETS["smoke" if args.smoke_test else "default"]
     run = args.run or ("smoke" if args.smoke_test else "demo" if not args.data else time.strftime("%Y%m%d-%H%M%S"))
+    if args.data and args.cohort:
+        from xmodal.errors import ConfigError
+
+        raise ConfigError("--cohort picks a synthetic demo cohort; it cannot be combined with --data")
     opts = SearchOptions(
         run=run, num_samples=args.num_samples or budget["num_samples"], max_concurrent=args.max_concurrent,
         workers_per_trial=args.workers_per_trial, cpus_per_worker=args.cpus_per_worker,
         gpus_per_worker=args.gpus_per_worker, grace_period=args.grace_period,
         refit_top=args.refit_top or budget["refit_top"], refit_seeds=args.refit_seeds or budget["refit_seeds"],
         seed=args.seed, warm_start=args.warm_start, resume=args.resume, optuna_storage=args.optuna_storage,
-        storage=Storage(cfg.data.storage).child("tune").uri,
-        reports=args.reports)
-    return cfg, opts, load_space(args.space or None), budget
+        reports=args.reports)  # storage: <data.storage>/tune, once the config is known
+    return opts, load_space(args.space or None), budget
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,25 +132,33 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace) -> int:
     from xmodal.config import apply_overrides
     from xmodal.data.manifest import load_manifest
+    from xmodal.report.render import header
     from xmodal.report.tables import console, fmt
     from xmodal.runtime import ensure_ray
     from xmodal.search.driver import DATA_CPUS_PER_TRIAL
     from xmodal.search.driver import resources as trial_resources
     from xmodal.search.run import default_pathologies, run_search, validate_pathologies
-    from xmodal.stages.chain import DEMO_SUBJECTS, METHOD_IMAGE_KIND, METHOD_LOSS, demo_manifest
+    from xmodal.methods import METHODS
+    from xmodal.stages.chain import DEFAULT_STORAGE, DEMO_SUBJECTS, demo_manifest
+    from xmodal.storage import Storage
 
-    cfg, opts, space, budget = build(args)
+    opts, space, budget = build(args)
     t0 = time.time()
-    if not cfg.data.manifest:
-        subjects = args.demo_subjects or budget["subjects"] or DEMO_SUBJECTS
-        print(f"[xmodal] synthetic demo cohort ({subjects} subjects; generated once, then cached)")
-        cfg = apply_overrides(cfg, {"data.manifest": str(demo_manifest(cfg, subjects=subjects).resolve())})
-    manifest = load_manifest(cfg.data.manifest)
+    if args.data:
+        manifest_path = args.data
+    else:
+        kind = "cine" if (args.cohort == "cmr" or (not args.cohort and args.method and
+                                                    METHODS[args.method].image_kind == "cine")) else "cxr"
+        subjects = args.demo_subjects or budget["subjects"] or DEMO_SUBJECTS[kind]
+        print(f"[xmodal] synthetic {'CMR' if kind == 'cine' else 'CXR'} demo cohort ({subjects} subjects; "
+              "generated once, then cached)")
+        manifest_path = str(demo_manifest(kind, subjects=subjects, storage=args.storage or DEFAULT_STORAGE).resolve())
+    manifest = load_manifest(manifest_path)
     kind = manifest["image_kind"].iloc[0]
-    if not args.method and METHOD_IMAGE_KIND[cfg.method] != kind:
-        cfg = apply_overrides(cfg, {"method": "ptacl", "loss.name": "ptacl", "loss.global_loss": "ahnp_supcon",
-                                    "model.image_encoder": "cine_transformer"})
-    cfg = apply_overrides(cfg, {"loss.name": METHOD_LOSS[cfg.method]})
+    cfg = configure(args, kind)
+    if not args.data:
+        cfg = apply_overrides(cfg, {"data.manifest": manifest_path})
+    opts = dataclasses.replace(opts, storage=Storage(cfg.data.storage).child("tune").uri)
     pathologies = args.pathologies or list(default_pathologies(kind))[: 1 if args.smoke_test else None]
     validate_pathologies(pathologies, manifest, cfg.data.manifest)
 
@@ -138,10 +175,12 @@ def _main(args: argparse.Namespace) -> int:
     rows = []
     for r in results:
         s = r.summary
-        rows.append([r.pathology, r.config.loss.strategy, fmt(r.config.loss.tau),
+        shown = " ".join(f"{k}={fmt(v) if isinstance(v, float) else v}" for k, v in header(r.config).items()
+                         if v is not None)
+        rows.append([r.pathology, shown,
                      fmt(s["val"]["published"]["mean_val_auroc"]), fmt(s["val"]["recommended"]["mean_val_auroc"]),
                      fmt(s["val"]["baseline"]["mean_val_auroc"]), fmt(s["test"]["recommended"]["auroc"])])
-    print("\n" + console(["pathology", "strategy", "tau", "val published", "val best", "val ECG-only",
+    print("\n" + console(["pathology", "recommended", "val published", "val best", "val ECG-only",
                           "test best"], rows))
     out = Path(opts.reports) / opts.run
     print(f"\nreport: {out / 'summary.md'}   recommended configs: {out}/<pathology>/recommended.yaml   "

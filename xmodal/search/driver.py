@@ -1,4 +1,4 @@
-"""Ray Tune + Optuna: one ``Tuner`` per pathology over the AHNP (and PTACL) loss settings.
+"""Ray Tune + Optuna: one ``Tuner`` per pathology over the method's loss settings.
 
 Three layers, kept apart as in Ray's Train/Tune examples:
 
@@ -103,10 +103,10 @@ class DefineByRun:
     """The define-by-run space for ``OptunaSearch`` (a picklable callable: Tune checkpoints its searcher)."""
 
     space: SearchSpace
-    cine: bool
+    method: str
 
     def __call__(self, t) -> None:
-        self.space.suggest(t, cine=self.cine)
+        self.space.suggest(t, self.method)
 
 
 def _runner(base: ExperimentConfig):
@@ -127,8 +127,7 @@ def _trainable(base: ExperimentConfig, opts: SearchOptions):
     return tune.with_resources(_runner(base), TRIAL_FUNCTION_RESOURCES)
 
 
-def tune_pathology(base: ExperimentConfig, space: SearchSpace, opts: SearchOptions, *, cine: bool,
-                   storage: str, extra_points: list[dict] = (), callbacks: list | None = None,
+def tune_pathology(base: ExperimentConfig, space: SearchSpace, opts: SearchOptions, *, storage: str, extra_points: list[dict] = (), callbacks: list | None = None,
                    concurrency: int = 1) -> tuple[pd.DataFrame, str, str]:
     """Run (or resume) the search for one pathology; returns (trials, optuna storage URL, study name)."""
     import optuna
@@ -146,10 +145,10 @@ def tune_pathology(base: ExperimentConfig, space: SearchSpace, opts: SearchOptio
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _drop_study(db, study)  # a fresh search never inherits a stale study of the same name
-    points = [p for p in [published_point(cine, base.align.lr), *extra_points]
-              if p.get("loss.strategy") in space.strategies]
+    points = [p for p in [published_point(base.method, base.align.lr), *extra_points]
+              if p.get("loss.strategy", space.strategies[0]) in space.strategies]
     searcher = OptunaSearch(
-        space=DefineByRun(space, cine), metric=METRIC, mode=MODE,
+        space=DefineByRun(space, base.method), metric=METRIC, mode=MODE,
         points_to_evaluate=[clip_point(p, space) for p in points],
         sampler=optuna.samplers.TPESampler(seed=opts.seed, n_startup_trials=max(2, opts.num_samples // 3)),
         storage=optuna.storages.RDBStorage(db), study_name=study)

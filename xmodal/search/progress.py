@@ -7,7 +7,8 @@ import time
 from ray.tune import Callback
 
 SHORT = {"loss.strategy": "", "loss.k": "k", "loss.alpha": "α", "loss.beta": "β", "loss.tau": "τ",
-         "loss.sigma": "σ", "loss.lambda_local": "λl", "align.lr": "lr", "finetune.init": "init",
+         "loss.sigma": "σ", "loss.lambda_local": "λl", "loss.lambda_task": "λt", "loss.lambda_ecg_ed": "λed",
+         "loss.lambda_ecg_es": "λes", "loss.lambda_ed_es": "λee", "align.lr": "lr", "finetune.init": "init",
          "align.seed": "seed"}
 
 

@@ -89,7 +89,6 @@ def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: 
     base = base_for(cfg, pathology, opts)
     shards = prepare(base, verbose=False)
     check_cohort(shards, base)
-    cine = shards.image_kind == "cine"
     conc = max_concurrent(opts, cluster)
     t0 = time.time()
     print(f"\n== {pathology}: shared stages (image_pretrain, ecg_ssl, image features)")
@@ -99,7 +98,7 @@ def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: 
     print(f"== {pathology}: searching {opts.num_samples} trials, {conc} at a time "
           f"(published defaults first{', warm-started' if warm_points else ''})")
     progress = ProgressLine(pathology, opts.num_samples)
-    trials, db, study = tune_pathology(base, space, opts, cine=cine, storage=storage, extra_points=warm_points,
+    trials, db, study = tune_pathology(base, space, opts, storage=storage, extra_points=warm_points,
                                        callbacks=[progress], concurrency=conc)
     done = trials[trials["status"] == "completed"].sort_values("val_auroc", ascending=False)
     if done.empty:
@@ -113,7 +112,7 @@ def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: 
             top.append(over)
         if len(top) == opts.refit_top:
             break
-    published = published_point(cine, base.align.lr)
+    published = published_point(base.method, base.align.lr)
     baseline = {"finetune.init": "ssl"}
     published_ci = next((i for i, c in enumerate(top) if _same(c, published)), None)
     if published_ci is None:

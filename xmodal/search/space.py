@@ -1,13 +1,16 @@
-"""The per-pathology search space (Optuna define-by-run) and the published defaults.
+"""The per-pathology search space (Optuna define-by-run), per method.
 
 Parameters are named by the dotted config key they override (``"loss.tau"``), so a sampled point
-is applied with ``apply_overrides`` and written back as a full typed config. Conditional parameters:
+is applied with ``apply_overrides`` and written back as a full typed config. Each method samples only
+the settings its loss reads (:attr:`xmodal.methods.Method.searched`):
 
-- ``loss.k`` only for ``topk``; ``loss.alpha`` only for ``topk``/``linear``/``exp``;
-- ``loss.sigma`` and ``loss.lambda_local`` only for cine cohorts (PTACL's local temporal loss);
-- ``loss.beta``, ``loss.tau`` and ``align.lr`` always.
+- ``cromotex``: AHNP ``strategy, k, alpha, beta, tau`` and ``align.lr``;
+- ``eccl``: ``tau, lambda_task`` and ``align.lr``;
+- ``ptacl``: the AHNP global term's settings, ``sigma, lambda_local`` and ``align.lr``;
+- ``dual_phase``: ``tau`` and the three phase-term weights, and ``align.lr``.
 
-Ranges (defaults below) can be overridden from a YAML file with the same field names::
+AHNP's ``k`` is sampled only for ``topk`` and ``alpha`` for every strategy but ``none``. Ranges
+(defaults below) can be overridden from a YAML file with the same field names::
 
     tau: [0.005, 0.5]
     strategies: [topk, exp]
@@ -22,39 +25,38 @@ from typing import Any
 import yaml
 
 from xmodal.errors import SearchError
+from xmodal.methods import method as method_spec
 
-PUBLISHED_DEFAULTS: dict[str, Any] = {
-    "loss.strategy": "topk", "loss.k": 0.075, "loss.alpha": 4.5, "loss.beta": 2.0, "loss.tau": 0.01,
-}
-PUBLISHED_CINE_DEFAULTS: dict[str, Any] = {"loss.sigma": 0.1, "loss.lambda_local": 1.0}
+LOG_SCALE = ("tau", "lr", "lambda_task")
 
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Ranges of the AHNP (and PTACL) loss settings; ``(low, high)``, log scale where noted."""
+    """Ranges of every searchable loss setting; ``(low, high)``, log scale for ``LOG_SCALE``."""
 
     strategies: tuple[str, ...] = ("none", "topk", "linear", "exp")
     k: tuple[float, float] = (0.01, 0.5)
     alpha: tuple[float, float] = (1.0, 8.0)
     beta: tuple[float, float] = (1.0, 4.0)
-    tau: tuple[float, float] = (0.005, 0.5)  # log scale
+    tau: tuple[float, float] = (0.005, 0.5)
     sigma: tuple[float, float] = (0.0, 0.25)  # phase units; 0 = identity alignment
     lambda_local: tuple[float, float] = (0.1, 2.0)
-    lr: tuple[float, float] = (1e-4, 3e-3)  # log scale
+    lambda_task: tuple[float, float] = (0.05, 5.0)
+    lambda_ecg_ed: tuple[float, float] = (0.1, 2.0)
+    lambda_ecg_es: tuple[float, float] = (0.1, 2.0)
+    lambda_ed_es: tuple[float, float] = (0.0, 2.0)
+    lr: tuple[float, float] = (1e-4, 3e-3)
 
-    def suggest(self, trial: Any, *, cine: bool) -> None:
-        """Optuna define-by-run: sample one point into ``trial`` (returns no constants)."""
-        strategy = trial.suggest_categorical("loss.strategy", list(self.strategies))
-        if strategy == "topk":
-            trial.suggest_float("loss.k", *self.k)
-        if strategy != "none":
-            trial.suggest_float("loss.alpha", *self.alpha)
-        trial.suggest_float("loss.beta", *self.beta)
-        trial.suggest_float("loss.tau", *self.tau, log=True)
-        if cine:
-            trial.suggest_float("loss.sigma", *self.sigma)
-            trial.suggest_float("loss.lambda_local", *self.lambda_local)
-        trial.suggest_float("align.lr", *self.lr, log=True)
+    def suggest(self, trial: Any, method: str) -> None:
+        """Optuna define-by-run: sample ``method``'s searched settings into ``trial``."""
+        spec = method_spec(method)
+        values: dict[str, Any] = {}
+        for key in spec.searched:
+            name = key.split(".", 1)[1]
+            if key == "loss.strategy":
+                values[key] = trial.suggest_categorical(key, list(self.strategies))
+            elif spec.applies(key, values):
+                values[key] = trial.suggest_float(key, *getattr(self, name), log=name in LOG_SCALE)
 
 
 def load_space(path: str | Path | None) -> SearchSpace:
@@ -85,12 +87,9 @@ def load_space(path: str | Path | None) -> SearchSpace:
     return replace(space, **updates)
 
 
-def published_point(cine: bool, lr: float) -> dict[str, Any]:
-    """The published CroMoTEX setting (topk, k=0.075, α=4.5, β=2, τ=0.01) as a search point."""
-    point = {**PUBLISHED_DEFAULTS, "align.lr": lr}
-    if cine:
-        point.update(PUBLISHED_CINE_DEFAULTS)
-    return point
+def published_point(method: str, lr: float) -> dict[str, Any]:
+    """``method``'s published defaults of its searched settings as a search point (``align.lr`` = ``lr``)."""
+    return method_spec(method).published_point(lr)
 
 
 def clip_point(point: dict[str, Any], space: SearchSpace) -> dict[str, Any]:

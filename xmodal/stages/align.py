@@ -19,6 +19,7 @@ from torch import nn
 from xmodal.config import ExperimentConfig, from_dict, to_dict
 from xmodal.data.pipeline import known, log_access
 from xmodal.losses.registry import build_loss
+from xmodal.methods import method
 from xmodal.metrics import binary_metrics
 from xmodal.models.phase import phase_pool, rpeak_phase_boundaries
 from xmodal.models.heads import ClassificationHead, ProjectionHead
@@ -38,17 +39,17 @@ class AlignNet(nn.Module):
 
     def __init__(self, cfg: ExperimentConfig, seq_len: int, feat_dims: dict[str, int]):
         super().__init__()
-        m, self.method, self.segments = cfg.model, cfg.method, cfg.model.ecg_segments
+        m, self.spec, self.segments = cfg.model, method(cfg.method), cfg.model.ecg_segments
         self.encoder = build_ecg_encoder(m, seq_len)
         w = self.encoder.out_dim
         self.ecg_proj = ProjectionHead(w, m.proj_hidden, m.proj_dim)
         self.img_proj = ProjectionHead(feat_dims["img_feat"], m.proj_hidden, m.proj_dim)
-        if self.method == "eccl":
+        if self.spec.task_head:
             self.task_head = ClassificationHead(w, 1)
-        if self.method == "ptacl":
+        if self.spec.temporal:
             self.ecg_tok_proj = nn.Linear(w, m.proj_dim)
             self.img_tok_proj = nn.Linear(feat_dims["img_tokens"], m.proj_dim)
-        if self.method == "dual_phase":
+        if self.spec.image_view == "phases":
             self.ed_proj = ProjectionHead(feat_dims["ed_feat"], m.proj_hidden, m.proj_dim)
             self.es_proj = ProjectionHead(feat_dims["es_feat"], m.proj_hidden, m.proj_dim)
 
@@ -60,12 +61,12 @@ class AlignNet(nn.Module):
         enc = self.encoder(b["ecg"].float())
         out = {"z_ecg": self.ecg_proj(enc["embedding"]), "z_img": self.img_proj(b["img_feat"].float()),
                "labels": classes(b["label"])}
-        if self.method == "eccl":
+        if self.spec.task_head:
             out["task_logits"], out["task_targets"] = self.task_head(enc["embedding"]).squeeze(-1), b["label"]
-        if self.method == "ptacl":
+        if self.spec.temporal:
             tok = phase_pool(enc["tokens"], b["bounds"], self.segments)
             out["e_tokens"], out["c_tokens"] = self.ecg_tok_proj(tok), self.img_tok_proj(b["img_tokens"].float())
-        if self.method == "dual_phase":
+        if self.spec.image_view == "phases":
             out["z_ed"], out["z_es"] = self.ed_proj(b["ed_feat"].float()), self.es_proj(b["es_feat"].float())
         return out
 
@@ -110,7 +111,7 @@ def train_phase(cfg: ExperimentConfig, lc: dict, w: L.Worker, train: dict, val: 
     model = AlignNet(cfg, seq_len, feat_dims)
     if lc["ssl_key"]:  # align.init == "ssl"; otherwise the encoder starts from its (seeded) random init
         model.encoder.load_state_dict(ecg_ssl.encoder_state(StageStore(_storage(lc)), lc["ssl_key"]))
-    if cfg.method == "ptacl":
+    if model.spec.temporal:
         n_tok = model.encoder.n_tokens
         train = _with_bounds(train, n_tok, cfg.model.ecg_segments)
         val = _with_bounds(val, n_tok, cfg.model.ecg_segments) if val else val
@@ -206,7 +207,7 @@ def open_features(feats: FeatureSet, split: str, pathology: str, columns: list[s
 
 def inputs(cfg: ExperimentConfig, feats: FeatureSet, ssl: StageOutput | None) -> tuple[dict, dict, dict]:
     """What an align run needs: its datasets, its loop config and its stage meta."""
-    cols = ["ecg", "label", *feats.columns] + (["rpeaks"] if cfg.method == "ptacl" else [])
+    cols = ["ecg", "label", *feats.columns] + (["rpeaks"] if method(cfg.method).temporal else [])
     pairs = labelled.labelled_pairs(cfg)
     ds = {s: open_features(feats, s, cfg.data.pathology, cols, pairs=pairs) for s in ("train", "val")}
     ssl_key = ssl_input(cfg, ssl)

@@ -16,6 +16,7 @@ import pandas as pd
 from xmodal.config import ExperimentConfig
 from xmodal.data.pipeline import ShardSet, preprocess
 from xmodal.errors import ConfigError, SearchError
+from xmodal.methods import method
 from xmodal.stages import (align_finetune, ecg_ssl, evaluate, features, finetune, image_pretrain,
                            image_pretrain_ecg_ssl)
 from xmodal.stages.features import FeatureSet
@@ -23,10 +24,12 @@ from xmodal.stages.labelled import labelled_pairs
 from xmodal.stages.store import StageOutput, StageStore
 from xmodal.storage import Storage
 
-METHOD_LOSS = {"cromotex": "ahnp_supcon", "eccl": "clip_task", "ptacl": "ptacl", "dual_phase": "multi_phase_clip"}
-METHOD_IMAGE_KIND = {"cromotex": "cxr", "eccl": "cine", "ptacl": "cine", "dual_phase": "cine"}
+DEFAULT_STORAGE = ".cache/xmodal"
 DEMO_ROOT = Path(".cache") / "xmodal-demo"
-DEMO_SUBJECTS = 500  # the embedded default's cohort: its search takes about 10 minutes on 2 cores
+# The embedded defaults' cohorts (each search takes about 10 minutes on 2 cores) and how they are drawn:
+# CMR cines at 64 px x 25 frames (UK Biobank: 208 x 210 x 50), enough for the demo's 48 px x 16 frames.
+DEMO_SUBJECTS = {"cxr": 500, "cine": 600}
+DEMO_KNOBS: dict[str, dict] = {"cxr": {}, "cine": {"cine_shape": (64, 64), "cine_frames": 25}}
 
 
 @dataclass
@@ -39,36 +42,43 @@ class ChainResult:
     reused: dict[str, bool] = field(default_factory=dict)
 
 
-def demo_manifest(cfg: ExperimentConfig, subjects: int = DEMO_SUBJECTS, seed: int = 0) -> Path:
-    """The synthetic demo cohort for this method, generated once and cached next to a local stage
-    storage (``<storage>/../xmodal-demo``; ``.cache/xmodal-demo`` with the default storage)."""
+def demo_manifest(image_kind: str = "cxr", subjects: int | None = None, seed: int = 0,
+                  storage: str = DEFAULT_STORAGE) -> Path:
+    """The synthetic demo cohort of ``image_kind`` (``cxr`` or ``cine``), generated once and cached next to
+    a local stage storage (``<storage>/../xmodal-demo``; ``.cache/xmodal-demo`` otherwise)."""
     from xmodal.data.synthetic import ensure_demo_cohort
 
-    kind = "cxr" if METHOD_IMAGE_KIND[cfg.method] == "cxr" else "cmr"
-    st = cfg.data.storage
-    root = Path(st).parent / DEMO_ROOT.name if st and "://" not in st else DEMO_ROOT
-    return ensure_demo_cohort(root / f"{kind}-{subjects}-{seed}", subjects=subjects, seed=seed, kind=kind)
+    subjects = subjects or DEMO_SUBJECTS[image_kind]
+    kind = "cxr" if image_kind == "cxr" else "cmr"
+    root = Path(storage).parent / DEMO_ROOT.name if storage and "://" not in storage else DEMO_ROOT
+    return ensure_demo_cohort(root / f"{kind}-{subjects}-{seed}", subjects=subjects, seed=seed, kind=kind,
+                              **DEMO_KNOBS[image_kind])
 
 
 def load_cohort(cfg: ExperimentConfig) -> pd.DataFrame:
     """The manifest named by ``cfg.data.manifest`` (or the demo cohort), validated for this run."""
     from xmodal.data.manifest import label_columns, load_manifest
 
-    path = cfg.data.manifest or str(demo_manifest(cfg))
+    path = cfg.data.manifest or str(demo_manifest(method(cfg.method).image_kind, storage=cfg.data.storage))
     df = load_manifest(path)
     labels = label_columns(df)
     if cfg.data.pathology not in labels:
         raise SearchError(f"{path}: no label column {cfg.data.pathology!r}; the manifest has {', '.join(labels)}")
     kind = df["image_kind"].iloc[0] if len(df) else "?"
-    if kind != METHOD_IMAGE_KIND[cfg.method]:
-        raise ConfigError(f"method {cfg.method!r} needs a {METHOD_IMAGE_KIND[cfg.method]} cohort; {path} holds {kind}")
+    need = method(cfg.method).image_kind
+    if kind != need:
+        raise ConfigError(f"method {cfg.method!r} needs a {need} cohort; {path} holds {kind}")
     return df
 
 
 def check_method(cfg: ExperimentConfig) -> None:
-    if cfg.loss.name != METHOD_LOSS[cfg.method]:
-        raise ConfigError(f"method {cfg.method!r} trains with loss.name={METHOD_LOSS[cfg.method]!r}, "
-                          f"not {cfg.loss.name!r}")
+    """Refuse a config whose loss or image encoder is not its method's (``--method`` sets both)."""
+    spec = method(cfg.method)
+    if cfg.loss.name != spec.loss:
+        raise ConfigError(f"method {cfg.method!r} trains with loss.name={spec.loss!r}, not {cfg.loss.name!r}")
+    if cfg.model.image_encoder not in spec.encoders:
+        raise ConfigError(f"method {cfg.method!r} needs model.image_encoder in {', '.join(spec.encoders)}, "
+                          f"not {cfg.model.image_encoder!r}")
 
 
 def prepare(cfg: ExperimentConfig, *, verbose: bool = True) -> ShardSet:

@@ -66,7 +66,7 @@ class _Encode:
 def feature_columns(cfg: ExperimentConfig, image_kind: str) -> tuple[str, ...]:
     mode = image_mode(cfg, image_kind)
     return {"cxr": ("img_feat",), "cine": ("img_feat", "img_tokens"),
-            "dual_phase": ("img_feat", "ed_feat", "es_feat")}[mode]
+            "phases": ("img_feat", "ed_feat", "es_feat")}[mode]
 
 
 def run(cfg: ExperimentConfig, shards: ShardSet, image_key: str, *, verbose: bool = True) -> FeatureSet:

@@ -3,7 +3,7 @@
 - ``cxr`` (CroMoTEX): one chest X-ray ``[B, S, S]`` -> 2-D encoder.
 - ``cine`` (ECCL, PTACL): a cine ``[B, F, S, S]`` -> cine encoder; PTACL also uses its frame tokens,
   resampled to the ECG's T phase segments.
-- ``dual_phase``: end-diastole (frame 0, ECG-triggered) and end-systole (frame ``es_fraction * F``)
+- ``phases`` (Dual-phase): end-diastole (frame 0, ECG-triggered) and end-systole (frame ``es_fraction * F``)
   through one shared phase encoder.
 
 Stored images are uint8; ``normalise`` maps them to roughly zero mean, unit scale.
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xmodal.config import ExperimentConfig
+from xmodal.methods import method
 from xmodal.models.cmr import resample_phase_tokens
 from xmodal.models.registry import build_image_encoder
 
@@ -27,9 +28,8 @@ def normalise(u8: torch.Tensor) -> torch.Tensor:
 
 
 def image_mode(cfg: ExperimentConfig, image_kind: str) -> str:
-    if image_kind == "cxr":
-        return "cxr"
-    return "dual_phase" if cfg.method == "dual_phase" else "cine"
+    """``cxr`` for a CXR cohort, else the method's view of the cine (:attr:`xmodal.methods.Method.image_view`)."""
+    return "cxr" if image_kind == "cxr" else method(cfg.method).image_view
 
 
 class ImageModel(nn.Module):
@@ -40,12 +40,12 @@ class ImageModel(nn.Module):
         self.mode = image_mode(cfg, image_kind)
         self.segments = cfg.model.ecg_segments
         self.encoder = build_image_encoder(cfg.model)
-        self.out_dim = self.encoder.out_dim * (2 if self.mode == "dual_phase" else 1)
+        self.out_dim = self.encoder.out_dim * (2 if self.mode == "phases" else 1)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """images: ``(B, S, S)`` or ``(B, F, S, S)`` uint8 -> ``{"embedding": (B, out_dim), ...}``.
 
-        Extra keys: ``tokens`` ``(B, T, D)`` for cines; ``ed``/``es`` ``(B, D)`` for dual-phase.
+        Extra keys: ``tokens`` ``(B, T, D)`` for cines; ``ed``/``es`` ``(B, D)`` for ``phases``.
         """
         x = normalise(images)
         if self.mode == "cxr":

@@ -16,7 +16,7 @@ from xmodal.models.registry import build_image_encoder
 from xmodal.models.weights import weights_digest
 from xmodal.stages import labelled
 from xmodal.stages import loop as L
-from xmodal.stages.image_model import ImageClassifier, ImageModel, masked_bce
+from xmodal.stages.image_model import ImageClassifier, ImageModel, image_mode, masked_bce
 from xmodal.stages.runner import run_stage
 from xmodal.stages.store import StageOutput, StageStore, stage_key
 
@@ -76,7 +76,8 @@ def train_loop(lc: dict) -> None:
 def key_for(cfg: ExperimentConfig, shards: ShardSet) -> str:
     m = cfg.model
     weights = weights_digest(m.image_weights) if m.image_weights else ""  # the file's content, not its path
-    own = {"method_view": cfg.method if shards.image_kind != "cxr" else "cxr", "image_encoder": m.image_encoder,
+    # the image model's view, not the method: ECCL and PTACL (both "cine") share one image_pretrain
+    own = {"method_view": image_mode(cfg, shards.image_kind), "image_encoder": m.image_encoder,
            "image_width": m.image_width, "image_weights": weights, "segments": m.ecg_segments,
            "stage": cfg.image_pretrain, "seed": cfg.seed, **labelled.key_part(cfg)}
     return stage_key(STAGE, config=own, inputs={}, data=shards.key)
