@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from xmodal.data.csv_cohort import build_csv_manifest
-from xmodal.data.manifest import assign_splits, check_no_leakage, load_manifest
+from xmodal.data.manifest import check_no_leakage, load_manifest
+from xmodal.data.splits import assign_splits
 from xmodal.errors import ConfigError, ManifestError
 
 UKB_MAP = {"subject_id": "eid", "image_path": "cmr_path", "image_time": "cmr_time"}
@@ -62,7 +63,7 @@ def test_ukb_csv_with_column_map(ukb_csv, tmp_path):
     np.testing.assert_array_equal(df["af"], [0.0, 0.0, np.nan, 1.0])
     np.testing.assert_array_equal(df["hf"], [0.0, 1.0, 0.0, np.nan])
     assert df["pair_id"].is_unique and df["pair_id"][0].startswith("1000394-")
-    np.testing.assert_array_equal(df["split"], assign_splits(df["subject_id"], seed=2))
+    np.testing.assert_array_equal(df["split"], assign_splits(df["subject_id"], seed=2, labels=df[CMR_LABELS]))
     check_no_leakage(df)
 
 

@@ -12,7 +12,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import JPEG2000, MPEG2MPML, JPEG2000Lossless, RLELossless
 
 import xmodal.data.dicom as dicom
-from xmodal.data.dicom import dicom_summary, read_cine, read_cxr
+from xmodal.data.dicom import NativeGeometry, dicom_summary, native_geometry, read_cine, read_cxr
 from xmodal.errors import ConfigError, RecordError
 
 SECRETS = ("Doe", "John", "PID-SECRET-42", "19700101")
@@ -318,3 +318,50 @@ def test_cine_errors(make_dicom, tmp_path):
     with pytest.raises(RecordError, match="single-frame file") as err:
         read_cine(single)
     no_secrets(str(err.value))
+
+
+# ---------------------------------------------------------------------------------------------
+# Native geometry (headers only)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_pixel_reads(monkeypatch):
+    """Any pixel decode fails the test: native_geometry must read headers only."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("native_geometry decoded pixel data")
+
+    monkeypatch.setattr(dicom, "_decode", refuse)
+    monkeypatch.setattr(Dataset, "pixel_array", property(refuse))
+
+
+def test_native_geometry_of_a_multiframe_cine_a_folder_and_a_cxr(make_dicom, tmp_path, no_pixel_reads):
+    cine = make_dicom("cine.dcm", np.zeros((16, 32, 40), np.uint16))
+    assert native_geometry(cine, "cine") == NativeGeometry(frames=16, rows=32, columns=40)
+    for i in range(12):
+        make_dicom(f"series/{i:02d}.dcm", np.zeros((24, 28), np.uint16), SeriesInstanceUID="1.2.3", InstanceNumber=i)
+    (tmp_path / "series" / ".DS_Store").write_bytes(b"")  # skipped, as read_cine skips it
+    assert native_geometry(tmp_path / "series", "cine") == NativeGeometry(12, 24, 28)
+    cxr = make_dicom("cxr.dcm", np.zeros((512, 480), np.uint16))
+    assert native_geometry(cxr, "cxr") == NativeGeometry(1, 512, 480)
+
+
+def test_native_geometry_reads_a_header_whose_pixels_are_truncated(make_dicom, tmp_path):
+    path = make_dicom("cut.dcm", np.zeros((8, 64, 64), np.uint16))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 50_000])  # most of the pixel data gone
+    assert native_geometry(path, "cine") == NativeGeometry(8, 64, 64)
+    with pytest.raises(RecordError):
+        read_cine(path)
+
+
+def test_native_geometry_errors_name_the_file(make_dicom, tmp_path):
+    (tmp_path / "notes.dcm").write_text("just text")
+    (tmp_path / "empty").mkdir()
+    for path, reason in ((tmp_path / "notes.dcm", "not a DICOM"), (tmp_path / "missing.dcm", "not found"),
+                         (tmp_path / "empty", "empty folder")):
+        with pytest.raises(RecordError, match=reason) as err:
+            native_geometry(path, "cine")
+        assert str(err.value).startswith(str(path))
+    with pytest.raises(ConfigError, match="cxr, cine"):
+        native_geometry(make_dicom("x.dcm", phantom()), "ct")

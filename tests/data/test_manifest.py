@@ -1,4 +1,4 @@
-"""Manifest schema, subject splits, leakage refusal, label values and local/URI Parquet round trips."""
+"""Manifest schema, build reports, leakage refusal, label values and local/URI Parquet round trips."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ import pyarrow.fs as pafs
 import pytest
 
 from xmodal.data import manifest as mf
-from xmodal.data.manifest import (assign_splits, check_manifest, check_no_leakage, label_columns, load_manifest,
-                                  manifest_labels, relativize_paths, resolve_paths, save_manifest, validate_manifest)
-from xmodal.errors import ConfigError, ManifestError
+from xmodal.data.manifest import (check_manifest, check_no_leakage, label_columns, load_manifest, manifest_labels,
+                                  relativize_paths, resolve_paths, save_manifest, validate_manifest)
+from xmodal.data.splits import assign_splits
+from xmodal.errors import ManifestError
+
+from test_splits import rare_label_cohort  # pytest (rootdir import mode) puts tests/data on sys.path
 
 
 def make_manifest(root: Path, n: int = 6, labels: dict | None = None) -> pd.DataFrame:
@@ -86,46 +89,27 @@ def test_examples_are_capped_and_name_pair_ids_not_subjects(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Splits
+# Build reports
 # ---------------------------------------------------------------------------------------------
 
 
-def test_splits_are_deterministic_by_subject_and_seed():
-    ids = [f"{10_000_000 + i}" for i in range(2000)]
-    a, b = assign_splits(ids, seed=3), assign_splits(ids, seed=3)
-    np.testing.assert_array_equal(a, b)
-    assert set(a) == {"train", "val", "test"}
-    other = assign_splits(ids, seed=4)
-    assert 0.2 < np.mean(a != other) < 0.5  # a new seed reshuffles (expected 1 - 0.66 = 0.34)
-    # each subject's split is sha256("<seed>:<id>") mapped to [0, 1): check one by hand
-    import hashlib
-
-    u = int.from_bytes(hashlib.sha256(f"3:{ids[0]}".encode()).digest()[:8], "big") / 2**64
-    assert a[0] == ("train" if u < 0.8 else "val" if u < 0.9 else "test")
-
-
-def test_split_of_a_subject_does_not_depend_on_other_subjects():
-    ids = [f"subj{i}" for i in range(500)]
-    full = dict(zip(ids, assign_splits(ids, seed=1)))
-    rng = np.random.default_rng(0)
-    subset = list(rng.choice(ids, 50, replace=False))
-    part = assign_splits(subset + [f"new{i}" for i in range(300)], seed=1)[:50]
-    assert [full[s] for s in subset] == list(part)
-
-
-def test_every_row_of_a_subject_gets_the_same_split():
-    ids = ["a", "b", "a", "c", "b", "a", 7, "7"]  # 7 and "7" are the same subject id
-    s = assign_splits(ids, seed=0)
-    assert s[0] == s[2] == s[5] and s[1] == s[4] and s[6] == s[7]
-
-
-def test_split_fractions_hold_in_expectation_and_are_validated():
-    s = assign_splits(range(20_000), fractions=(0.7, 0.2, 0.1), seed=0)
-    assert abs(np.mean(s == "train") - 0.7) < 0.015 and abs(np.mean(s == "val") - 0.2) < 0.015
-    assert set(assign_splits(range(100), fractions=(1.0, 0.0, 0.0))) == {"train"}
-    for bad in ((0.8, 0.1), (0.8, 0.3, 0.1), (1.2, -0.1, -0.1)):
-        with pytest.raises(ConfigError, match="split fractions"):
-            assign_splits(["a"], fractions=bad)
+def test_report_shows_prevalence_per_split(tmp_path):
+    ids, lab = rare_label_cohort(n=200)
+    df = pd.DataFrame({"subject_id": ids, "split": assign_splits(ids, seed=0, labels=lab)})
+    df = pd.concat([df, lab], axis=1)
+    report = mf.BuildReport(tmp_path / "m.parquet", steps=[("pairs", len(df))])
+    report.splits, report.labels = mf.describe(df)
+    st = report.labels["hf"]
+    assert {"positive", "negative", "unknown", "prevalence", "unknown_fraction"} <= set(st)
+    val = df[df["split"] == "val"]
+    assert st["positive_val"] == (val["hf"] == 1).sum() and st["known_val"] == val["hf"].notna().sum()
+    assert st["prevalence_val"] == pytest.approx(st["positive_val"] / st["known_val"])
+    assert st["positive_subjects_val"] == val.loc[val["hf"] == 1, "subject_id"].nunique()
+    text = str(report)
+    assert "prevalence by split (positive / known pairs)" in text
+    row = next(line for line in text.splitlines() if line.split()[:1] == ["hf"] and "/" in line)
+    for s in mf.SPLITS:
+        assert f"{st[f'prevalence_{s}']:.3f} ({int(st[f'positive_{s}'])}/{int(st[f'known_{s}'])})" in row
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xmodal.data.manifest import assign_splits, check_no_leakage, load_manifest
+from xmodal.data.manifest import check_no_leakage, load_manifest
 from xmodal.data.mimic import build_mimic_manifest, greedy_match, main
+from xmodal.data.splits import assign_splits
 from xmodal.data.synthetic import ensure_demo_cohort
 from xmodal.errors import ConfigError, ManifestError
 
@@ -142,7 +143,9 @@ def test_splits_are_by_subject_and_leak_free(mimic, tmp_path):
     build_mimic_manifest(*mimic, tmp_path / "m.parquet", split_seed=5, fractions=(0.5, 0.25, 0.25))
     df = load_manifest(tmp_path / "m.parquet")
     check_no_leakage(df)
-    np.testing.assert_array_equal(df["split"], assign_splits(df["subject_id"], fractions=(0.5, 0.25, 0.25), seed=5))
+    stratified = assign_splits(df["subject_id"], fractions=(0.5, 0.25, 0.25), seed=5,
+                               labels=df[["cardiomegaly", "pleural_effusion", "edema"]])
+    np.testing.assert_array_equal(df["split"], stratified)  # stratified over the label columns
 
 
 def test_check_files_drops_pairs_with_missing_files(mimic, tmp_path):

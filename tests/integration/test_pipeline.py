@@ -35,7 +35,7 @@ def test_preprocess_skips_counts_and_lists_bad_records(ray_local, broken_cohort,
     st = Storage(str(tmp_path / "store"))
     ecg_cfg, img_cfg = ECGPreprocessConfig(), ImagePreprocessConfig(size=32)
     shards = preprocess(df, ecg_cfg, img_cfg, st, shard_rows=16)
-    assert not shards.reused
+    assert not shards.reused and shards.image_shape == (32, 32)  # 64 px films, size 32: the ceiling applies
     assert shards.counts["rows"] == len(df) and shards.counts["bad"] == 2 and shards.counts["ok"] == len(df) - 2
     assert "2 bad" in capsys.readouterr().out
     bad = bad_records(shards)
@@ -79,3 +79,23 @@ def test_preprocessing_a_cohort_twice_writes_the_same_rows_in_the_same_order(ray
         t = pads.dataset(shards.data_uri, format="parquet").to_table(columns=["pair_id"])
         orders.append(t.column("pair_id").to_pylist())
     assert orders[0] == orders[1] == df["pair_id"].tolist()
+
+
+def test_a_cohort_smaller_than_the_configured_sizes_is_never_upsampled(ray_local, tmp_path, capsys):
+    """32 x 32 px, 16-frame cines under the default image.size=224, cine_frames=50 are stored as they are."""
+    from xmodal.data.synthetic import ensure_demo_cohort
+
+    df = load_manifest(ensure_demo_cohort(tmp_path / "c", subjects=16, seed=2, kind="cmr", cine_shape=(32, 32),
+                                          cine_frames=16, workers=1, verbose=False))
+    st = Storage(str(tmp_path / "store"))
+    shards = preprocess(df, ECGPreprocessConfig(), ImagePreprocessConfig(), st, shard_rows=8)
+    assert shards.image_shape == (16, 32, 32) and shards.counts["bad"] == 0
+    assert ("the cohort holds 32x32 px, 16 frames; preprocessing at 32 px, 16 frames "
+            "(image.size=224, image.cine_frames=50 are ceilings)") in capsys.readouterr().out
+    meta = st.read_json("shards", shards.key, "meta.json")
+    assert meta["image_shape"] == [16, 32, 32] and meta["image"]["size"] == 224
+    assert meta["image_geometry"]["native"] == {"frames": 16, "rows": 32, "columns": 32}
+    batch = open_split(shards.data_uri, "train", storage=st, key=shards.key, columns=["image"]).take_batch(2)
+    assert batch["image"].shape[1:] == (16, 32, 32)
+    again = preprocess(df, ECGPreprocessConfig(), ImagePreprocessConfig(), st, shard_rows=8, verbose=False)
+    assert again.reused and again.image_shape == (16, 32, 32)

@@ -30,8 +30,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from xmodal.data.manifest import (IMAGE_KINDS, BuildReport, assign_splits, describe, save_manifest,
-                                  snake_case)
+from xmodal.data.manifest import IMAGE_KINDS, BuildReport, describe, save_manifest, snake_case
+from xmodal.data.splits import assign_splits
 from xmodal.errors import ConfigError, ManifestError
 
 REQUIRED = ("subject_id", "ecg_path", "image_path")
@@ -67,6 +67,8 @@ def build_csv_manifest(csv_path: str | Path, out_path: str | Path, *, image_kind
     ``label_columns`` lists CSV columns (stored snake_case) or maps CSV name -> label name.
     Raises :class:`ManifestError` for a missing CSV, missing columns (all listed), bad label or
     time values, and (``check_files``, ``missing="error"``) missing files with their CSV lines.
+    Splits are by subject, stratified over the label columns (:func:`~xmodal.data.splits.assign_splits`;
+    a label with >= 10 positive subjects that cannot get both classes in every split raises ManifestError).
     """
     if image_kind not in IMAGE_KINDS:
         raise ConfigError(f"image_kind={image_kind!r} is not one of {', '.join(IMAGE_KINDS)}")
@@ -137,7 +139,8 @@ def build_csv_manifest(csv_path: str | Path, out_path: str | Path, *, image_kind
         df = df[ok].reset_index(drop=True)
         report.steps.append(("rows with both files on disk", len(df)))
 
-    df["split"] = assign_splits(df["subject_id"], fractions=fractions, seed=split_seed)
+    df["split"] = assign_splits(df["subject_id"], fractions=fractions, seed=split_seed,
+                                labels=df[list(labels.values())])
     report.steps.append(("pairs", len(df)))
     report.manifest_path = save_manifest(df, out_path)
     report.splits, report.labels = describe(df)

@@ -25,6 +25,11 @@ Cine:
     interpolation (the last frame blends back into the first). Each file's own rescale is
     applied, then one VOI (that of the first frame) or one min-max scales the whole series.
 
+Native geometry:
+    :func:`native_geometry` reads a record's frames, rows and columns from its DICOM header(s)
+    without decoding pixels (a cine folder's frame count is its number of files), so a cohort's
+    own size can cap the configured one before anything is decoded (``xmodal.data.geometry``).
+
 Privacy: error messages name the file and the reason only; :func:`dicom_summary` returns
 technical attributes only. Neither ever reads patient attributes.
 """
@@ -34,7 +39,7 @@ from __future__ import annotations
 import functools
 import io
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, NamedTuple, TypeVar
 
 import numpy as np
 import pydicom
@@ -332,14 +337,19 @@ def read_cxr(path: str | Path, *, size: int = 224, fit: str = "pad") -> np.ndarr
     return content if fit == "crop" else _pad_square(content, size)
 
 
-def _series_from_folder(folder: Path) -> tuple[list[Dataset], list[np.ndarray], np.ndarray | None]:
-    """Single-frame datasets of a folder, their stored frames, and trigger times (ms) if usable."""
+def _frame_files(folder: Path) -> list[Path]:
+    """The files of a cine folder that are read as its frames (hidden files and DICOMDIR skipped)."""
     files = sorted(p for p in folder.iterdir()
                    if p.is_file() and not p.name.startswith(".") and p.name not in _SKIP_FILES)
     if not files:
         raise RecordError(folder, "empty folder: no DICOM frames for the cine")
+    return files
+
+
+def _series_from_folder(folder: Path) -> tuple[list[Dataset], list[np.ndarray], np.ndarray | None]:
+    """Single-frame datasets of a folder, their stored frames, and trigger times (ms) if usable."""
     items = []
-    for f in files:
+    for f in _frame_files(folder):
         ds = _read(f)
         if int(ds.get("NumberOfFrames", 1) or 1) != 1:
             raise RecordError(f, "a cine folder must hold single-frame files; this one is multi-frame")
@@ -404,6 +414,39 @@ def read_cine(path_or_dir: str | Path, *, frames: int = 50, size: int = 224, fit
     content = _resample_cycle(_fit_content(values, size, fit), times, frames)
     content = _to_unit(content, *lo_hi, monochrome1=ref.PhotometricInterpretation == "MONOCHROME1")
     return content if fit == "crop" else _pad_square(content, size)
+
+
+class NativeGeometry(NamedTuple):
+    """What one record holds: ``frames`` (1 for a single image), ``rows``, ``columns``."""
+
+    frames: int
+    rows: int
+    columns: int
+
+
+@_record_errors
+def native_geometry(path_or_dir: str | Path, kind: str) -> NativeGeometry:
+    """The stored geometry of a CXR (``kind="cxr"``) or cine (``"cine"``) from DICOM headers only.
+
+    Pixel data is never read. A multi-frame file gives its NumberOfFrames; a cine folder gives the
+    number of files :func:`read_cine` would take as frames, and the Rows/Columns of the first one.
+
+    Raises:
+        RecordError: missing file, not DICOM, empty folder, no Rows/Columns in the header.
+    """
+    if kind not in ("cxr", "cine"):
+        raise ConfigError(f"image kind {kind!r} is not one of cxr, cine")
+    path = Path(path_or_dir)
+    if kind == "cine" and path.is_dir():
+        files = _frame_files(path)
+        ds, frames = _read(files[0], pixels=False), len(files)
+    else:
+        ds = _read(path, pixels=False)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if rows < 1 or cols < 1:
+        raise RecordError(path, "no Rows/Columns in the DICOM header")
+    return NativeGeometry(frames, rows, cols)
 
 
 @_record_errors

@@ -27,14 +27,13 @@ paths are joined to the manifest folder's URI.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
@@ -43,7 +42,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from xmodal.errors import ConfigError, ManifestError
+from xmodal.data.splits import SPLITS
+from xmodal.errors import ManifestError
 
 MANIFEST_VERSION = "1"
 STRING_COLUMNS = ("pair_id", "subject_id", "ecg_path", "image_path", "image_kind", "split")
@@ -51,7 +51,6 @@ TIME_COLUMNS = ("ecg_time", "image_time")
 FIXED_COLUMNS = STRING_COLUMNS + TIME_COLUMNS
 PATH_COLUMNS = ("ecg_path", "image_path")
 IMAGE_KINDS = ("cxr", "cine")
-SPLITS = ("train", "val", "test")
 CXR_LABELS = ("cardiomegaly", "pleural_effusion", "edema")
 CMR_LABELS = ("mi", "cardiomyopathy", "af", "hf")
 EXAMPLES = 3  # example rows quoted per problem
@@ -176,7 +175,7 @@ def check_no_leakage(df: pd.DataFrame) -> None:
     if leak.any():
         n_subj = int(df.loc[leak, "subject_id"].nunique())
         raise ManifestError(f"{n_subj} subject(s) appear in more than one split: {_examples(df, leak)}; "
-                            "assign splits by subject (xmodal.data.manifest.assign_splits)")
+                            "assign splits by subject (xmodal.data.splits.assign_splits)")
 
 
 def label_split_problem(split: pd.Series, label: pd.Series, name: str) -> str | None:
@@ -189,45 +188,6 @@ def label_split_problem(split: pd.Series, label: pd.Series, name: str) -> str | 
             return (f"{name!r} has a single class ({y.iloc[0]:g}) in the {part} split; "
                     "AUROC is undefined — choose another label or re-split")
     return None
-
-
-# ----------------------------------------------------------------------------------------------
-# Splits
-# ----------------------------------------------------------------------------------------------
-
-
-def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
-    fr = tuple(float(f) for f in fractions)
-    if len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1.0) > 1e-6:
-        raise ConfigError(f"split fractions {fractions!r} must be three non-negative numbers "
-                          "(train, val, test) that sum to 1, e.g. (0.8, 0.1, 0.1)")
-    return fr  # type: ignore[return-value]
-
-
-def subject_unit(subject_ids: Iterable[object], seed: int = 0) -> np.ndarray:
-    """A uniform number in [0, 1) per subject from SHA-256 of ``"<seed>:<subject_id>"``."""
-    ids = pd.Series(list(subject_ids), dtype=object).astype(str)
-    uniq = ids.unique()
-    u = np.array([int.from_bytes(hashlib.sha256(f"{seed}:{s}".encode()).digest()[:8], "big")
-                  for s in uniq], dtype=np.float64) / 2.0**64
-    return pd.Series(u, index=uniq).reindex(ids.to_numpy()).to_numpy()
-
-
-def assign_splits(subject_ids: Iterable[object], *, fractions: Sequence[float] = (0.8, 0.1, 0.1),
-                  seed: int = 0) -> np.ndarray:
-    """``"train" | "val" | "test"`` per entry, decided by the subject id and ``seed`` alone.
-
-    Each subject maps to ``u = sha256(seed:subject)`` in [0, 1); ``u < train`` goes to train,
-    ``u < train + val`` to val, the rest to test. A subject's split never depends on which other
-    subjects are in the cohort, so adding data never moves a test subject into training. Split
-    sizes follow ``fractions`` in expectation (binomially), not exactly.
-    """
-    f_train, f_val, _ = _check_fractions(fractions)
-    u = subject_unit(subject_ids, seed)
-    out = np.full(len(u), "test", dtype=object)
-    out[u < f_train + f_val] = "val"
-    out[u < f_train] = "train"
-    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -454,19 +414,38 @@ class BuildReport:
             for name, st in self.labels.items():
                 lines.append(f"  {name:<18} {int(st['positive']):>9,} {int(st['negative']):>9,} "
                              f"{int(st['unknown']):>9,} {st['prevalence']:>11.3f} {100 * st['unknown_fraction']:>9.1f}%")
+            if all(f"prevalence_{s}" in st for st in self.labels.values() for s in SPLITS):
+                cells = {name: [f"{st[f'prevalence_{s}']:.3f} ({int(st[f'positive_{s}']):,}/{int(st[f'known_{s}']):,})"
+                                for s in SPLITS] for name, st in self.labels.items()}
+                cw = max(len(c) for row in cells.values() for c in row) + 2
+                lines += ["", "  prevalence by split (positive / known pairs)",
+                          f"  {'label':<18} " + "".join(f"{s:>{cw}}" for s in SPLITS)]
+                lines += [f"  {name:<18} " + "".join(f"{c:>{cw}}" for c in row) for name, row in cells.items()]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
 def describe(df: pd.DataFrame) -> tuple[dict[str, tuple[int, int]], dict[str, dict[str, float]]]:
-    """Per-split (subjects, pairs) and per-label counts, prevalence among known, unknown fraction."""
+    """Per-split (subjects, pairs), and per label its counts over all pairs and in each split.
+
+    A label's dict holds ``positive, negative, unknown, prevalence`` (among known) and
+    ``unknown_fraction`` over all pairs, and for each split ``s``: ``positive_s``, ``known_s``,
+    ``prevalence_s`` (pairs) and ``positive_subjects_s`` (subjects with a positive pair).
+    """
     splits = {s: (int(df.loc[df["split"] == s, "subject_id"].nunique()), int((df["split"] == s).sum()))
               for s in SPLITS}
     labels: dict[str, dict[str, float]] = {}
     for c in label_columns(df):
         pos, neg = int((df[c] == 1.0).sum()), int((df[c] == 0.0).sum())
         unk = int(df[c].isna().sum())
-        labels[c] = {"positive": pos, "negative": neg, "unknown": unk,
-                     "prevalence": pos / (pos + neg) if pos + neg else float("nan"),
-                     "unknown_fraction": unk / len(df) if len(df) else float("nan")}
+        st: dict[str, float] = {"positive": pos, "negative": neg, "unknown": unk,
+                                "prevalence": pos / (pos + neg) if pos + neg else float("nan"),
+                                "unknown_fraction": unk / len(df) if len(df) else float("nan")}
+        for s in SPLITS:
+            part = df.loc[df["split"] == s]
+            p, known = int((part[c] == 1.0).sum()), int(part[c].notna().sum())
+            st[f"positive_{s}"], st[f"known_{s}"] = p, known
+            st[f"prevalence_{s}"] = p / known if known else float("nan")
+            st[f"positive_subjects_{s}"] = int(part.loc[part[c] == 1.0, "subject_id"].nunique())
+        labels[c] = st
     return splits, labels

@@ -33,7 +33,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from xmodal.data.manifest import BuildReport, assign_splits, describe, save_manifest, snake_case
+from xmodal.data.manifest import BuildReport, describe, save_manifest, snake_case
+from xmodal.data.splits import assign_splits
 from xmodal.errors import ConfigError, ManifestError
 
 ECG_RECORD_LIST = "record_list.csv"
@@ -169,7 +170,8 @@ def build_mimic_manifest(ecg_root: str | Path, cxr_root: str | Path, out_path: s
     """Pair MIMIC-IV-ECG records with frontal MIMIC-CXR images and write the manifest.
 
     ``check_files`` drops pairs whose ``.hea`` or ``.dcm`` is missing (a partial download) and
-    counts them. Returns a :class:`BuildReport`; ``verbose`` also prints it.
+    counts them. Splits are by subject, stratified over the labels (:func:`~xmodal.data.splits.assign_splits`).
+    Returns a :class:`BuildReport`; ``verbose`` also prints it.
     """
     if window_hours <= 0:
         raise ConfigError(f"window_hours={window_hours} must be > 0")
@@ -227,7 +229,7 @@ def build_mimic_manifest(ecg_root: str | Path, cxr_root: str | Path, out_path: s
         df = df[present].reset_index(drop=True)
         step(("pairs with both files on disk", len(df)))
 
-    df["split"] = assign_splits(df["subject_id"], fractions=fractions, seed=split_seed)
+    df["split"] = assign_splits(df["subject_id"], fractions=fractions, seed=split_seed, labels=df[label_names])
     report.manifest_path = save_manifest(df, out_path)
     report.splits, report.labels = describe(df)
     if verbose:

@@ -4,11 +4,14 @@ Layout under the storage root (local folder or ``s3://``/``gs://``)::
 
     shards/<key>/data/*.parquet      one row per pair: ecg f16 [12, L], image u8, labels, split, ok
     shards/<key>/bad_records.csv     file, reason — records that failed to read (skipped, counted)
-    shards/<key>/meta.json           written last: marks the shards complete (counts, config)
+    shards/<key>/meta.json           written last: marks the shards complete (counts, config, image shape)
     access/<key>.jsonl               which split was opened, when, by whom (test-split hygiene)
 
-``key`` hashes the manifest's content and the preprocessing config, so a changed manifest or
-setting makes new shards and an unchanged one reuses them.
+``key`` hashes the manifest's content, the preprocessing config and the effective image shape, so a
+changed manifest or setting makes new shards and an unchanged one reuses them.
+
+Images are stored at most at the cohort's own size and frame count: ``image.size`` and
+``image.cine_frames`` are ceilings (``xmodal.data.geometry`` probes a sample of DICOM headers first).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,14 @@ from xmodal.config import ECGPreprocessConfig, ImagePreprocessConfig, config_has
 from xmodal.errors import ManifestError
 from xmodal.storage import Storage
 
-PREPROCESS_VERSION = 3  # 2: tensor columns without dictionary encoding or statistics; 3: rows in manifest order
+# 2: tensor columns without dictionary encoding or statistics; 3: rows in manifest order;
+# 4: images at most at the cohort's native size and frame count (configured sizes are ceilings)
+PREPROCESS_VERSION = 4
+MAX_RETRIES = 2  # Ray retries of a killed preprocessing task or actor task, then the job fails
+# A decode error is caught per record (a bad record, never a crash). What escapes is a killed worker
+# (out of memory, a crashing decoder): its actor restarts and the batch is retried at most MAX_RETRIES
+# times, then preprocessing fails. Ray's defaults retry killed tasks without end.
+BOUNDED_ACTOR_RETRIES = {"max_restarts": MAX_RETRIES, "max_task_retries": MAX_RETRIES}
 MAX_BEATS = 32  # R-peak slots stored per ECG (padded with -1)
 SPLITS = ("train", "val", "test")
 
@@ -47,6 +57,7 @@ class ShardSet:
     labels: tuple[str, ...]
     counts: dict  # {"rows": n, "ok": n, "bad": n, "per_split": {...}}
     reused: bool = False
+    image_shape: tuple[int, ...] = ()  # one stored image: (size, size) or (frames, size, size); () unknown
 
     @property
     def data_uri(self) -> str:
@@ -59,9 +70,11 @@ def manifest_fingerprint(df: pd.DataFrame) -> str:
     return hashlib.sha256(h.values.tobytes() + ",".join(df.columns).encode()).hexdigest()[:16]
 
 
-def shard_key(df: pd.DataFrame, ecg: ECGPreprocessConfig, image: ImagePreprocessConfig) -> str:
-    return config_hash({"manifest": manifest_fingerprint(df), "ecg": to_dict(ecg),
-                        "image": to_dict(image), "v": PREPROCESS_VERSION})
+def shard_key(df: pd.DataFrame, ecg: ECGPreprocessConfig, image: ImagePreprocessConfig,
+              image_shape: tuple[int, ...]) -> str:
+    """Hash of the manifest content, both configs and the effective ``image_shape`` (see ``geometry``)."""
+    return config_hash({"manifest": manifest_fingerprint(df), "ecg": to_dict(ecg), "image": to_dict(image),
+                        "image_shape": list(image_shape), "v": PREPROCESS_VERSION})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -70,7 +83,10 @@ def shard_key(df: pd.DataFrame, ecg: ECGPreprocessConfig, image: ImagePreprocess
 
 
 class _ReadPairs:
-    """Ray Data UDF: manifest rows -> preprocessed arrays. A failing record becomes ``ok=False``."""
+    """Ray Data UDF: manifest rows -> preprocessed arrays. A failing record becomes ``ok=False``.
+
+    ``image`` holds the effective sizes (the configured ones capped by the cohort's own).
+    """
 
     def __init__(self, ecg: ECGPreprocessConfig, image: ImagePreprocessConfig, image_kind: str,
                  labels: tuple[str, ...]):
@@ -137,20 +153,30 @@ def _rpeaks(ecg: np.ndarray, fs: int) -> np.ndarray:
 
 def preprocess(manifest: pd.DataFrame, ecg: ECGPreprocessConfig, image: ImagePreprocessConfig,
                storage: Storage, *, shard_rows: int = 256, verbose: bool = True) -> ShardSet:
-    """Turn a (loaded, validated, absolute-path) manifest into Parquet shards; reuse if present."""
+    """Turn a (loaded, validated, absolute-path) manifest into Parquet shards; reuse if present.
+
+    Images are stored at ``cohort_geometry(...).shape``: ``image.size`` and ``image.cine_frames``
+    capped by the largest a sample of the cohort's DICOM headers hold (never upsampled past them).
+    """
     import ray.data
 
+    from xmodal.data.geometry import cohort_geometry
     from xmodal.data.manifest import label_columns
 
     kinds = manifest["image_kind"].unique().tolist()
     if len(kinds) != 1:
         raise ManifestError(f"a manifest must hold one image_kind, found {kinds}")
     labels = tuple(label_columns(manifest))
-    key = shard_key(manifest, ecg, image)
+    geometry = cohort_geometry(manifest, image, kinds[0])
+    key = shard_key(manifest, ecg, image, geometry.shape)
     if storage.exists("shards", key, "meta.json"):
         meta = storage.read_json("shards", key, "meta.json")
-        return ShardSet(storage, key, kinds[0], labels, meta["counts"], reused=True)
+        return ShardSet(storage, key, kinds[0], labels, meta["counts"], reused=True,
+                        image_shape=tuple(meta.get("image_shape", ())))
 
+    if verbose:
+        print(geometry.describe())
+    effective = replace(image, size=geometry.size, cine_frames=geometry.frames or image.cine_frames)
     t0 = time.time()
     storage.delete_dir("shards", key)
     cols = ["pair_id", "split", "ecg_path", "image_path", *labels]
@@ -159,15 +185,17 @@ def preprocess(manifest: pd.DataFrame, ecg: ECGPreprocessConfig, image: ImagePre
     blocks = [df.iloc[i * shard_rows:(i + 1) * shard_rows] for i in range(n_blocks)]
     with in_input_order():
         ds = ray.data.from_pandas(blocks).map_batches(
-            _ReadPairs, fn_constructor_args=(ecg, image, kinds[0], labels), batch_format="pandas",
+            _ReadPairs, fn_constructor_args=(ecg, effective, kinds[0], labels), batch_format="pandas",
             batch_size=None, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, os.cpu_count() or 1)),
-            num_cpus=1, max_restarts=0)  # a decode error is a bad record, not an actor crash
+            num_cpus=1, **BOUNDED_ACTOR_RETRIES)
         ds.write_parquet(storage.uri_of("shards", key, "data"), filesystem=storage.ray_filesystem,
+                         ray_remote_args={"max_retries": MAX_RETRIES},  # Ray's default: retried without end
                          **parquet_options(["pair_id", "split", "ok", "error", "bad_file", "ecg_path", "image_path",
                                             *labels]))
 
     counts = _summarise(storage, key, labels)
     storage.write_json({"counts": counts, "ecg": to_dict(ecg), "image": to_dict(image),
+                        "image_shape": list(geometry.shape), "image_geometry": geometry.to_dict(),
                         "image_kind": kinds[0], "labels": labels, "seconds": round(time.time() - t0, 2),
                         "version": PREPROCESS_VERSION}, "shards", key, "meta.json")
     if verbose:
@@ -175,7 +203,7 @@ def preprocess(manifest: pd.DataFrame, ecg: ECGPreprocessConfig, image: ImagePre
         where = storage.uri_of("shards", key, "bad_records.csv")
         print(f"[xmodal] preprocessed {counts['rows']} pairs in {time.time() - t0:.1f}s: "
               f"{counts['ok']} ok, {bad} bad" + (f" (listed in {where})" if bad else ""))
-    return ShardSet(storage, key, kinds[0], labels, counts)
+    return ShardSet(storage, key, kinds[0], labels, counts, image_shape=geometry.shape)
 
 
 @contextlib.contextmanager

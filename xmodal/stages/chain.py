@@ -81,11 +81,20 @@ def check_method(cfg: ExperimentConfig) -> None:
                           f"not {cfg.model.image_encoder!r}")
 
 
+MIN_IMAGE_SIZE = {"densenet121": 32}  # its five downsamplings need at least 32 px
+
+
 def prepare(cfg: ExperimentConfig, *, verbose: bool = True) -> ShardSet:
     check_method(cfg)
     df = load_cohort(cfg)
-    return preprocess(df, cfg.ecg, cfg.image, Storage(cfg.data.storage), shard_rows=cfg.data.shard_rows,
-                      verbose=verbose)
+    shards = preprocess(df, cfg.ecg, cfg.image, Storage(cfg.data.storage), shard_rows=cfg.data.shard_rows,
+                        verbose=verbose)
+    side, need = (shards.image_shape or (0,))[-1], MIN_IMAGE_SIZE.get(cfg.model.image_encoder, 0)
+    if side and side < need:
+        raise ConfigError(f"model.image_encoder={cfg.model.image_encoder} needs images of at least {need} px; "
+                          f"the cohort's images are stored at {side} px (never upsampled): choose "
+                          f"model.image_encoder=small_cnn")
+    return shards
 
 
 def check_splits(shards: ShardSet, pathology: str, label_fraction: float = 1.0,
