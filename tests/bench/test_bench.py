@@ -32,12 +32,15 @@ def test_quick_bench_writes_report_json_and_plots(tmp_path):
         else:
             assert blob[key] > 0, key
     assert {"cores", "memory_gb", "gpu", "torch", "ray"} <= set(blob["machine"])
+    memory = blob["sections"]["memory"]
+    assert {(c["size"], c["method"]) for c in memory["cases"]} == {("smoke", "cromotex"), ("smoke", "ptacl")}
+    assert all(set(c["stage_peak_mb"]) >= {"ecg_ssl", "align", "finetune"} for c in memory["cases"])
     # Scaling needs a GPU or >= 4 cores; otherwise it says why.
     assert blob["scaling_align_pairs_per_second"] or "CPU cores" in blob["reasons"]["scaling_align_pairs_per_second"]
     md = (out / "benchmarks.md").read_text()
     assert "Not measured: this machine has" in md or blob["scaling_align_pairs_per_second"]
     assert md.startswith("# xmodal benchmarks") and "python -m xmodal.bench --quick" in md
-    for title in ("Loss kernel", "Data path", "Trial cost", "Search efficiency", "Scaling"):
+    for title in ("Loss kernel", "Data path", "Trial cost", "Search efficiency", "Scaling", "Memory per Train worker"):
         assert title in md
     for png in ("loss.png", "data_path.png", "trial.png", "search_efficiency.png"):
         assert (out / png).stat().st_size > 0

@@ -21,6 +21,8 @@ HEADLINES = [
      lambda s: s["fraction_to_random_best"]["median"], "<= 0.5", lambda v: v <= 0.5),
     ("asha_epochs_saved_fraction", "search_efficiency", lambda s: s["epochs_saved_fraction"]["median"],
      "(reported)", lambda v: None),
+    ("peak_worker_rss_mb", "memory", lambda s: s["max_peak_mb"], "<= 2048 MiB (smoke and demo, every method)",
+     lambda v: v <= 2048),
 ]
 
 

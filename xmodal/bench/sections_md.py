@@ -95,9 +95,23 @@ def scaling(s: dict, fmt) -> list[str]:
     return out + [f"| {w} | {fmt(v, digits=1)} |" for w, v in s["workers"].items()] + [""]
 
 
+def memory(s: dict, fmt) -> list[str]:
+    if "reason" in s:
+        return _reason(s)
+    out = ["The whole chain per method on its synthetic cohort, with the method's encoder and sizes; each stage's "
+           "Train workers report their peak resident memory (`ru_maxrss`). Figure: the largest over the stages.", "",
+           "| size | method | image encoder | stored image | peak MiB per worker | largest stage |",
+           "|---|---|---|---|---|---|"]
+    for c in s["cases"]:
+        top = max(c["stage_peak_mb"], key=c["stage_peak_mb"].get)
+        shape = " × ".join(str(d) for d in c["image_shape"])
+        out.append(f"| {c['size']} | {c['method']} | {c['encoder']} | {shape} | {c['peak_mb']:.0f} | {top} |")
+    return out + [""]
+
+
 TITLES = {"loss": ("1. Loss kernel", loss), "data_path": ("2. Data path", data_path),
           "trial": ("3. Trial cost", trial), "search_efficiency": ("4. Search efficiency", search_efficiency),
-          "scaling": ("5. Scaling", scaling)}
+          "scaling": ("5. Scaling", scaling), "memory": ("6. Memory per Train worker", memory)}
 
 
 def render(sections: dict, fmt) -> list[str]:

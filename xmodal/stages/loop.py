@@ -207,6 +207,13 @@ def module_state(modules: dict[str, torch.nn.Module]) -> dict[str, Any]:
     return {k: {n: t.detach().cpu().clone() for n, t in unwrap(m).state_dict().items()} for k, m in modules.items()}
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (Linux reports ``ru_maxrss`` in KiB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def end_epoch(worker: Worker, st: TrainState, metrics: dict[str, float], score: float,
               modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer, patience: int,
               phase: str) -> bool:
@@ -216,7 +223,8 @@ def end_epoch(worker: Worker, st: TrainState, metrics: dict[str, float], score: 
         st.best_score, st.best_state, st.bad_epochs = score, module_state(modules), 0
     else:
         st.bad_epochs += 1
-    metrics = {**metrics, "score": score, "epoch": st.epoch, "best_score": st.best_score}
+    metrics = {**metrics, "score": score, "epoch": st.epoch, "best_score": st.best_score,
+               "worker_peak_rss_mb": peak_rss_mb()}
     st.history.append(metrics)
     st.epoch += 1
     stop = bool(patience) and st.bad_epochs >= patience
