@@ -34,3 +34,30 @@ def test_user_error_finds_the_xmodal_error_inside_ray_wrappers():
     assert user_error(ray.train.WorkerGroupError("oom", {0: MemoryError()})) is None
     assert user_error(None) is None
 
+
+
+def test_resource_error_keeps_its_line_and_detail_across_ray_and_is_found_inside_wrappers():
+    import ray.train
+
+    from xmodal.errors import ResourceError, XmodalError
+
+    err = pickle.loads(pickle.dumps(ResourceError("align: Train worker rank 0 was killed", detail="Traceback ...")))
+    assert isinstance(err, XmodalError) and str(err) == "align: Train worker rank 0 was killed"
+    assert err.detail == "Traceback ..."
+    wrapped = pickle.loads(pickle.dumps(ray.train.ControllerError(err)))  # what the driver receives
+    found = user_error(wrapped)
+    assert isinstance(found, ResourceError) and found.detail == "Traceback ..."
+
+
+def test_the_cli_prints_a_resource_error_as_one_error_line(monkeypatch, capsys):
+    import xmodal.__main__ as cli
+    from xmodal.errors import ResourceError
+
+    line = "image_pretrain: a Train worker would hold about 16.4 GB (...); lower image_pretrain.batch_size"
+
+    def train(args):
+        raise ResourceError(line, detail="not shown")
+
+    monkeypatch.setattr(cli, "cmd_train", train)
+    assert cli.main(["train"]) == 2
+    assert capsys.readouterr().err == f"error: {line}\n"

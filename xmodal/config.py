@@ -157,6 +157,9 @@ class ScalingConfig:
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0  # fractional allowed (e.g. 0.25); 0 with use_gpu means 1
+    # Host memory one Train worker may use (GB), checked against an estimate before training; 0 = this
+    # node's memory (RAM or cgroup limit) x a safety fraction / the workers that fit on it at once.
+    memory_budget_gb: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -339,6 +342,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"loss.sigma={cfg.loss.sigma} must be >= 0")
     if cfg.scaling.num_workers < 1:
         raise ConfigError("scaling.num_workers must be >= 1")
+    if cfg.scaling.memory_budget_gb < 0:
+        raise ConfigError(f"scaling.memory_budget_gb={cfg.scaling.memory_budget_gb} must be >= 0 (0 = automatic)")
     if not 0.0 < cfg.data.label_fraction <= 1.0:
         raise ConfigError(f"data.label_fraction={cfg.data.label_fraction} must be in (0, 1]")
     return cfg

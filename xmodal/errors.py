@@ -31,6 +31,19 @@ class SearchError(XmodalError, ValueError):
     """A search cannot start as asked (unknown pathology, bad space key, empty split...)."""
 
 
+class ResourceError(XmodalError, RuntimeError):
+    """A stage needs more memory than a Train worker has: refused before training by the estimate, or a
+    worker was killed for memory. The message is one line (the stage, the numbers, the fix); ``detail``
+    holds what the one line leaves out (Ray's full worker error), for the log file it names."""
+
+    def __init__(self, message: str, detail: str = ""):
+        self.detail = detail
+        super().__init__(message)
+
+    def __reduce__(self):  # raised in Ray Train's controller, it reaches the driver intact
+        return type(self), (self.args[0], self.detail)
+
+
 def user_error(err: BaseException | None) -> XmodalError | None:
     """The xmodal error behind ``err``, when one is what stopped it: Ray wraps an error raised in a
     worker (``RayTaskError.cause``, Ray Train's ``worker_failures``/``controller_failure``)."""

@@ -22,6 +22,8 @@ RAY_ENV = {
     "RAY_DATA_USE_DATASOURCE_V2": "0",
     "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS": "2",
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25",
+    # A task the memory monitor kills is retried this often, not without end (Ray's default: -1).
+    "RAY_task_oom_retries": "2",
     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
 }
 

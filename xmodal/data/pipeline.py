@@ -293,8 +293,8 @@ def open_split(uri: str, split: str, *, storage: Storage, key: str, columns: lis
     expr = (pc.field("split") == split) & (pc.field("ok") == True)  # noqa: E712 — pyarrow expression
     if where is not None:
         expr = expr & where
-    return ray.data.read_parquet(uri, columns=columns, filter=expr,
-                                 filesystem=storage.ray_filesystem)
+    return ray.data.read_parquet(uri, columns=columns, filter=expr, filesystem=storage.ray_filesystem,
+                                 ray_remote_args={"max_retries": MAX_RETRIES})
 
 
 def known(label: str) -> "pc.Expression":

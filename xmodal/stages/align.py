@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from xmodal.config import ExperimentConfig, from_dict, to_dict
-from xmodal.data.pipeline import known, log_access
+from xmodal.data.pipeline import MAX_RETRIES, known, log_access
 from xmodal.losses.registry import build_loss
 from xmodal.methods import method
 from xmodal.metrics import binary_metrics
@@ -200,9 +200,11 @@ def open_features(feats: FeatureSet, split: str, pathology: str, columns: list[s
     expr = pc.field("split") == split
     expr = expr if scarce else expr & known(pathology)
     cols = [c for c in columns if c != "label"] + [pathology] + (["pair_id"] if scarce else [])
-    ds = ray.data.read_parquet(feats.data_uri, columns=cols, filter=expr,
-                               filesystem=st.ray_filesystem).rename_columns({pathology: "label"})
-    return ds.map_batches(labelled.hide_labels, fn_kwargs={"pairs": pairs}, batch_format="numpy") if scarce else ds
+    retries = {"max_retries": MAX_RETRIES}  # the same on both steps, so Ray still fuses them
+    ds = ray.data.read_parquet(feats.data_uri, columns=cols, filter=expr, filesystem=st.ray_filesystem,
+                               ray_remote_args=retries).rename_columns({pathology: "label"})
+    return (ds.map_batches(labelled.hide_labels, fn_kwargs={"pairs": pairs}, batch_format="numpy", **retries)
+            if scarce else ds)
 
 
 def inputs(cfg: ExperimentConfig, feats: FeatureSet, ssl: StageOutput | None) -> tuple[dict, dict, dict]:

@@ -19,13 +19,15 @@ import pyarrow.compute as pc
 import torch
 
 from xmodal.config import ExperimentConfig, config_hash, to_dict
-from xmodal.data.pipeline import ShardSet, in_input_order, parquet_options
+from xmodal.data.pipeline import BOUNDED_ACTOR_RETRIES, MAX_RETRIES, ShardSet, in_input_order, parquet_options
 from xmodal.stages.image_model import image_mode
 from xmodal.stages.store import StageStore
 from xmodal.storage import Storage
 
 FEATURES_VERSION = 2  # 2: tensor columns without dictionary encoding; files of at least FILE_ROWS rows
 FILE_ROWS = 2048  # ~50 MB of float16 ECGs a file: few read tasks a pass, still several files on a real cohort
+# The image model's outputs -> the feature columns that hold them.
+FEATURE_OF = {"embedding": "img_feat", "tokens": "img_tokens", "ed": "ed_feat", "es": "es_feat"}
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,8 @@ class _Encode:
     @torch.no_grad()
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = self.model(torch.from_numpy(np.ascontiguousarray(batch.pop("image"))))
-        batch["img_feat"] = out["embedding"].float().numpy()
-        if "tokens" in out:
-            batch["img_tokens"] = out["tokens"].float().numpy()
-        if "ed" in out:
-            batch["ed_feat"], batch["es_feat"] = out["ed"].float().numpy(), out["es"].float().numpy()
+        for name, value in out.items():
+            batch[FEATURE_OF[name]] = value.float().numpy()
         return batch
 
 
@@ -83,12 +82,14 @@ def run(cfg: ExperimentConfig, shards: ShardSet, image_key: str, *, verbose: boo
     expr = (pc.field("split") != "test") & (pc.field("ok") == True)  # noqa: E712
     with in_input_order():  # the shards' row order: one seed, one result
         ds = ray.data.read_parquet(shards.data_uri, filter=expr, filesystem=st.ray_filesystem,
-                                   columns=["pair_id", "split", "ok", "ecg", "rpeaks", "image", *shards.labels])
+                                   columns=["pair_id", "split", "ok", "ecg", "rpeaks", "image", *shards.labels],
+                                   ray_remote_args={"max_retries": MAX_RETRIES})  # Ray's default: without end
         ds = ds.map_batches(_Encode, fn_constructor_args=(to_dict(cfg), shards.image_kind, st.uri, image_key),
                             batch_size=64, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=1),
-                            num_cpus=1, max_restarts=0)
+                            num_cpus=1, **BOUNDED_ACTOR_RETRIES)  # a killed encoder: restarted twice, then fails
         ds.write_parquet(st.uri_of("features", key, "data"), filesystem=st.ray_filesystem,
-                         min_rows_per_file=FILE_ROWS, **parquet_options(["pair_id", "split", "ok", *shards.labels]))
+                         min_rows_per_file=FILE_ROWS, ray_remote_args={"max_retries": MAX_RETRIES},
+                         **parquet_options(["pair_id", "split", "ok", *shards.labels]))
     st.write_json({"shards": shards.key, "image_pretrain": image_key, "columns": cols,
                    "seconds": round(time.time() - t0, 2)}, "features", key, "meta.json")
     if verbose:
