@@ -160,6 +160,10 @@ class ScalingConfig:
     # Host memory one Train worker may use (GB), checked against an estimate before training; 0 = this
     # node's memory (RAM or cgroup limit) x a safety fraction / the workers that fit on it at once.
     memory_budget_gb: float = 0.0
+    # Where a stage's loop runs: "in_process" (the calling process: a Tune trial's, or the driver; one CPU
+    # worker, no Ray Train start-up), "ray_train" (a TorchTrainer), or "auto": in process for one CPU
+    # worker, Ray Train otherwise (several workers, GPUs).
+    launcher: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -322,6 +326,7 @@ VALID_CHOICES: dict[str, tuple[str, ...]] = {
     "ecg_ssl.method": ("simclr", "mae"),
     "align.init": ("ssl", "scratch"),
     "finetune.init": ("align", "ssl", "scratch"),
+    "scaling.launcher": ("auto", "in_process", "ray_train"),
 }
 
 
@@ -342,6 +347,9 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"loss.sigma={cfg.loss.sigma} must be >= 0")
     if cfg.scaling.num_workers < 1:
         raise ConfigError("scaling.num_workers must be >= 1")
+    if cfg.scaling.launcher == "in_process" and (cfg.scaling.num_workers > 1 or cfg.scaling.use_gpu):
+        raise ConfigError("scaling.launcher=in_process runs one CPU worker; use auto or ray_train for "
+                          f"scaling.num_workers={cfg.scaling.num_workers}, use_gpu={cfg.scaling.use_gpu}")
     if cfg.scaling.memory_budget_gb < 0:
         raise ConfigError(f"scaling.memory_budget_gb={cfg.scaling.memory_budget_gb} must be >= 0 (0 = automatic)")
     if not 0.0 < cfg.data.label_fraction <= 1.0:

@@ -83,8 +83,8 @@ def test_scarce_labels_retrain_labelled_stages_and_reuse_ecg_ssl(ray_local, smok
 @pytest.mark.timeout(420)
 def test_trials_on_a_warm_cache_train_side_by_side_reuse_what_they_can_and_survive_a_crash(ray_local, smoke_cfg,
                                                                                            stage_cache):
-    """Refit trials as a search runs them: two train at once (each a TorchTrainer plus Ray Data reads)
-    while another crashes. A change to ``finetune`` alone reuses the aligned encoder; the ablation
+    """Refit trials as a search runs them: two train at once (each in its trial's process, with Ray Data
+    reads) while another crashes. A change to ``finetune`` alone reuses the aligned encoder; the ablation
     ``align.init = scratch`` (only the image teaches) neither runs nor reads ``ecg_ssl``.
 
     Regression: trials that reserved their Train workers' CPUs a second time left Ray Data no CPU,

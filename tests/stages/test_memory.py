@@ -327,7 +327,7 @@ def _fit_failing_with(monkeypatch, tmp_path, error: Exception, budget_gb: float 
 
     monkeypatch.setattr(runner, "TorchTrainer", Trainer)
     store = StageStore(Storage(str(tmp_path)))
-    cfg = cfg_of({**SMOKE_CXR, "scaling.memory_budget_gb": budget_gb})
+    cfg = cfg_of({**SMOKE_CXR, "scaling.memory_budget_gb": budget_gb, "scaling.launcher": "ray_train"})
     return runner.fit("image_pretrain-abc123", image_pretrain.train_loop, cfg=cfg, store=store, datasets={},
                       loop_config={"labels": ["cardiomegaly"], "image_kind": "cxr"}, verbose=False)
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import ray.train
-
 from xmodal.config import ExperimentConfig, from_dict
 from xmodal.data.pipeline import ShardSet
 from xmodal.stages import ecg_ssl, image_pretrain
@@ -39,8 +37,7 @@ def train_loop(lc: dict) -> None:
     key = lc["image_key"]
     # Dataset shards are looked up on this thread (the Train context's); the ECG rows are read in the
     # background while the image stage loads and trains.
-    shards = [ray.train.get_dataset_shard(SSL_DATASETS[0]),
-              ray.train.get_dataset_shard(SSL_DATASETS[1]) if w.is_main else None]
+    shards = [L.dataset_shard(SSL_DATASETS[0]), L.dataset_shard(SSL_DATASETS[1]) if w.is_main else None]
     with ThreadPoolExecutor(2, thread_name_prefix="xmodal-ssl-read") as pool:
         ecg = [pool.submit(L.read_shard, s, ["ecg"]) for s in shards]
         if not store.exists(image_pretrain.STAGE, key):  # absent unless Ray Train restarted this run

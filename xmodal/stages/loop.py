@@ -1,8 +1,10 @@
 """Pieces every per-worker train loop shares: device/precision, data in memory, batching,
-resume from a Ray Train checkpoint, and the per-epoch report.
+resume from the run's last checkpoint, and the per-epoch report.
 
-Runs inside Ray Train workers (``ray.train.get_context()`` is available). Nothing here touches a GPU
-unless the worker was given one.
+Runs inside Ray Train workers (``ray.train.get_context()`` is available), or in the calling process
+when :mod:`xmodal.stages.session` has an in-process run active: every call that reaches the run
+(datasets, checkpoint, report, model wrapping) goes through here. Nothing here touches a GPU unless
+the worker was given one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import torch
 
 import ray.train
 import ray.train.torch
+
+from xmodal.stages import session
 
 
 @dataclass
@@ -42,8 +46,11 @@ class Worker:
 
 
 def setup_worker(seed: int) -> Worker:
-    ctx = ray.train.get_context()
-    w = Worker(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device())
+    if session.current() is not None:  # in process: one CPU worker
+        w = Worker(0, 1, torch.device("cpu"))
+    else:
+        ctx = ray.train.get_context()
+        w = Worker(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device())
     seed_worker(w, seed)
     torch.set_num_threads(max(1, int(os.environ.get("XMODAL_TORCH_THREADS", "1"))))
     return w
@@ -72,7 +79,15 @@ def load_split(name: str, columns: list[str], *, batch_size: int = READ_BATCH) -
     Training datasets are split across workers by Ray Train; validation datasets are not, so every
     worker sees the whole validation split.
     """
-    return read_shard(ray.train.get_dataset_shard(name), columns, batch_size=batch_size)
+    return read_shard(dataset_shard(name), columns, batch_size=batch_size)
+
+
+def dataset_shard(name: str):
+    """This worker's iterator over the run's dataset ``name`` (None when the run has none)."""
+    run = session.current()
+    if run is not None:
+        return run.dataset_shard(name)
+    return ray.train.get_dataset_shard(name)
 
 
 def read_shard(shard, columns: list[str], *, batch_size: int = READ_BATCH) -> dict[str, torch.Tensor]:
@@ -91,7 +106,7 @@ def load_train_val(w: "Worker", columns: list[str]) -> tuple[dict[str, torch.Ten
     """
     if not w.is_main:
         return load_split("train", columns), {}
-    val_shard = ray.train.get_dataset_shard("val")  # the Train context is looked up on this thread
+    val_shard = dataset_shard("val")  # the run is looked up on this thread
     with ThreadPoolExecutor(1, thread_name_prefix="xmodal-val-read") as pool:
         val = pool.submit(read_shard, val_shard, columns)
         train = load_split("train", columns)
@@ -180,17 +195,24 @@ def resume(modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer
     ``phase`` names the stage training: a checkpoint that another stage wrote (in a run that trains
     several in a row) is not this stage's progress, so training starts afresh.
     """
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is None:
-        return TrainState()
-    with ckpt.as_directory() as d:
-        blob = torch.load(os.path.join(d, "state.pt"), map_location="cpu", weights_only=False)
-    if blob.get("phase", "") != phase:
+    blob = _last_checkpoint()
+    if blob is None or blob.get("phase", "") != phase:
         return TrainState()
     for name, m in modules.items():
         unwrap(m).load_state_dict(blob["modules"][name])
     optimizer.load_state_dict(blob["optimizer"])
     return blob["train_state"]
+
+
+def _last_checkpoint() -> dict[str, Any] | None:
+    run = session.current()
+    if run is not None:
+        return run.checkpoint()
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None:
+        return None
+    with ckpt.as_directory() as d:
+        return torch.load(os.path.join(d, "state.pt"), map_location="cpu", weights_only=False)
 
 
 def unwrap(m: torch.nn.Module) -> torch.nn.Module:
@@ -200,6 +222,8 @@ def unwrap(m: torch.nn.Module) -> torch.nn.Module:
 
 def prepare(net: torch.nn.Module) -> torch.nn.Module:
     """Move to this worker's device and wrap in DDP when there are several workers."""
+    if session.current() is not None:
+        return net  # in process: one CPU worker
     return ray.train.torch.prepare_model(net, parallel_strategy_kwargs={"find_unused_parameters": True})
 
 
@@ -229,9 +253,14 @@ def end_epoch(worker: Worker, st: TrainState, metrics: dict[str, float], score: 
     st.epoch += 1
     stop = bool(patience) and st.bad_epochs >= patience
     if worker.is_main:
+        blob = {"modules": module_state(modules), "optimizer": optimizer.state_dict(), "train_state": st,
+                "done": stop, "phase": phase}
+        run = session.current()
+        if run is not None:
+            run.report(metrics, blob)
+            return stop
         with tempfile.TemporaryDirectory() as d:
-            torch.save({"modules": module_state(modules), "optimizer": optimizer.state_dict(), "train_state": st,
-                        "done": stop, "phase": phase}, os.path.join(d, "state.pt"))
+            torch.save(blob, os.path.join(d, "state.pt"))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
     else:
         ray.train.report(metrics)

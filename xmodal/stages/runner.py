@@ -22,7 +22,7 @@ from ray.train.torch import TorchTrainer
 
 from xmodal.config import ExperimentConfig, ScalingConfig, to_dict
 from xmodal.errors import ResourceError, user_error
-from xmodal.stages import memory
+from xmodal.stages import memory, session
 from xmodal.stages.loop import TrainState
 from xmodal.stages.store import StageOutput, StageStore
 from xmodal.storage import redact_uri
@@ -157,6 +157,9 @@ def fit(name: str, loop: Callable[[dict], None], *, cfg: ExperimentConfig, store
     label = "+".join(stages) or name.split("-")[0]
     sized = preflight(stages, cfg, datasets=datasets, loop_config=loop_config, filesystem=store.storage.fs,
                       concurrent=concurrent_workers, label=label, verbose=verbose)
+    if in_process(cfg.scaling):
+        return _fit_in_process(name, loop, cfg=cfg, store=store, datasets=datasets, loop_config=loop_config,
+                               callbacks=callbacks, label=label, sized=sized)
     storage_path, storage_fs = store.storage.for_ray("ray_train")
     trainer = TorchTrainer(
         loop,
@@ -190,6 +193,31 @@ def fit(name: str, loop: Callable[[dict], None], *, cfg: ExperimentConfig, store
         raise RuntimeError(f"{name} finished without a checkpoint (error: {result.error})")
     with result.checkpoint.as_directory() as d:
         blob = torch.load(os.path.join(d, "state.pt"), map_location="cpu", weights_only=False)
+    return blob, seconds
+
+
+def in_process(s: ScalingConfig) -> bool:
+    """Whether a run of this scaling runs its loop in the calling process (:mod:`xmodal.stages.session`)."""
+    return s.launcher == "in_process" or (s.launcher == "auto" and s.num_workers == 1 and not s.use_gpu)
+
+
+def _fit_in_process(name: str, loop: Callable[[dict], None], *, cfg: ExperimentConfig, store: StageStore,
+                    datasets: dict[str, Any], loop_config: dict[str, Any], callbacks: list | None, label: str,
+                    sized) -> tuple[dict[str, Any], float]:
+    """:func:`fit` for one CPU worker, in this process: no Train run to start. Bad input raises its own
+    error here; a Python ``MemoryError`` ends the run with :func:`out_of_memory`'s one line."""
+    run = session.InProcess(name, datasets, store.storage, on_report=session.tune_reporter(callbacks))
+    t0 = time.perf_counter()
+    try:
+        with session.active(run):
+            loop({**loop_config, "cfg": to_dict(cfg)})
+    except MemoryError as e:
+        raise out_of_memory(name, label, Kill("the in-process worker", "ran out of memory (MemoryError)", False),
+                            e, sized, store) from None
+    seconds = time.perf_counter() - t0
+    blob = run.last_blob or run.checkpoint()  # a run resumed at its end reports nothing new
+    if blob is None:
+        raise RuntimeError(f"{name} finished without a checkpoint")
     return blob, seconds
 
 
