@@ -57,8 +57,9 @@ def run(cfg: ExperimentConfig, shards: ShardSet, feats: FeatureSet, ssl: StageOu
     f_key = finetune.key_for(cfg, shards, a_ref)
     ds, lc, a_meta = align.inputs(cfg, feats, ssl)
     lc = {**lc, "align_key": a_key, "align_meta": a_meta, "submitted_at": time.time()}
-    blob, seconds = fit(f"{finetune.STAGE}-{f_key}", train_loop, cfg=cfg, store=store, datasets=ds, loop_config=lc,
-                        callbacks=callbacks)
+    blob, _ = fit(f"{finetune.STAGE}-{f_key}", train_loop, cfg=cfg, store=store, datasets=ds, loop_config=lc,
+                  callbacks=callbacks)
+    seconds = time.time() - lc["submitted_at"]  # the same clock as align's
     a_out = store.load(align.STAGE, a_key)
     a_out.reused = False
     f_out = save_stage(store, finetune.STAGE, f_key, blob["train_state"], blob["optimizer"], cfg=cfg,

@@ -66,8 +66,8 @@ def run(cfg: ExperimentConfig, shards: ShardSet, store: StageStore, *,
     datasets = {**i_ds, SSL_DATASETS[0]: s_ds["train"], SSL_DATASETS[1]: s_ds["val"]}
     lc = {**lc, "image_key": i_key, "image_meta": i_meta, "storage": shards.storage.uri,
           "submitted_at": time.time()}
-    blob, seconds = fit(f"{ecg_ssl.STAGE}-{s_key}", train_loop, cfg=cfg, store=store, datasets=datasets,
-                        loop_config=lc)
+    blob, _ = fit(f"{ecg_ssl.STAGE}-{s_key}", train_loop, cfg=cfg, store=store, datasets=datasets, loop_config=lc)
+    seconds = time.time() - lc["submitted_at"]  # the same clock as image_pretrain's
     i_out = store.load(image_pretrain.STAGE, i_key)
     i_out.reused = False
     s_out = save_stage(store, ecg_ssl.STAGE, s_key, blob["train_state"], blob["optimizer"], cfg=cfg, meta=s_meta,
