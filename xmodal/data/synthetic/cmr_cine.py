@@ -6,9 +6,14 @@ myocardial ring of constant area (so the wall thickens as the cavity shrinks). T
 area follows the volume curve: end-diastole (ED) at frame 0, end-systole (ES) at 35 % of the
 cycle, rapid filling, diastasis, atrial kick. Latent imprint (scaled by ``image_strength``):
 
-- dilation -> larger end-diastolic volume, thinner wall;
+- dilation -> larger end-diastolic volume (x exp(0.3 d)), thinner wall;
 - ejection fraction (scar, dilation, AF) -> smaller stroke volume;
-- infarct -> a thin, akinetic sector of the wall (45–110 deg) in its coronary territory.
+- infarct -> a thin, akinetic sector of the wall (50–120 deg) in its coronary territory, and a
+  larger ventricle (post-infarct remodelling, x exp(0.5 scar fraction));
+- AF -> no atrial kick (the late-diastolic filling moves to rapid filling and diastasis).
+
+At the demo's 48 px (7.9 mm pixels) the LV cavity is about 6 px across: small, but its area
+over the cycle carries EDV, EF and the scar's asymmetric contraction (scripts/synthetic_separability.py).
 """
 
 from __future__ import annotations
@@ -23,23 +28,30 @@ from xmodal.data.synthetic.latent import CmrState
 FIELD_MM = 380.0  # field of view along the longer image side (UK Biobank: ~208 px x 1.8 mm)
 ES_PHASE = 0.35
 SLICE_LENGTH_MM = 80.0
-SCAR_ANGLE = {"anterior": 270.0, "inferior": 90.0, "lateral": 0.0}  # image angles of the territories  # cavity volume / slice area: area (mm^2) = volume (mm^3) / this
+SCAR_ANGLE = {"anterior": 270.0, "inferior": 90.0, "lateral": 0.0}  # image angles of the territories
+ATRIAL_FRACTION = 0.15  # share of the stroke volume filled by the atrial kick in sinus rhythm
 
 
-def volume_curve(phase: np.ndarray, edv: float, esv: float, es_phase: float = ES_PHASE) -> np.ndarray:
-    """LV volume over the cycle (same units as ``edv``); ``phase`` in [0, 1), ED at 0, ES at ``es_phase``."""
+def volume_curve(phase: np.ndarray, edv: float, esv: float, es_phase: float = ES_PHASE,
+                 atrial: float = ATRIAL_FRACTION) -> np.ndarray:
+    """LV volume over the cycle (same units as ``edv``); ``phase`` in [0, 1), ED at 0, ES at ``es_phase``.
+
+    ``atrial`` is the share of the stroke volume filled by the atrial kick (0 in AF: the rapid
+    filling and diastasis fill it all).
+    """
     p = np.mod(np.asarray(phase, np.float64), 1.0)
     sv = edv - esv
+    rapid = 0.8 + (ATRIAL_FRACTION - atrial) * 2 / 3  # share filled early; diastasis fills the rest
     rapid_end, kick = es_phase + 0.25, 0.85
     v = np.empty_like(p)
     s = p < es_phase
     v[s] = edv - sv * (1 - np.cos(np.pi * p[s] / es_phase)) / 2
     s = (p >= es_phase) & (p < rapid_end)
-    v[s] = esv + 0.8 * sv * (1 - np.cos(np.pi * (p[s] - es_phase) / 0.25)) / 2
+    v[s] = esv + rapid * sv * (1 - np.cos(np.pi * (p[s] - es_phase) / 0.25)) / 2
     s = (p >= rapid_end) & (p < kick)
-    v[s] = esv + 0.8 * sv + 0.05 * sv * (p[s] - rapid_end) / (kick - rapid_end)
+    v[s] = esv + rapid * sv + (1 - atrial - rapid) * sv * (p[s] - rapid_end) / (kick - rapid_end)
     s = p >= kick
-    v[s] = esv + 0.85 * sv + 0.15 * sv * (1 - np.cos(np.pi * (p[s] - kick) / (1 - kick))) / 2
+    v[s] = esv + (1 - atrial) * sv + atrial * sv * (1 - np.cos(np.pi * (p[s] - kick) / (1 - kick))) / 2
     return v
 
 
@@ -53,14 +65,18 @@ class CineGeometry:
     scar_deg: float
     scar_center_deg: float  # image angle (0 = image right, 90 = down): anterior is up, lateral to the right
     rv_edv_scale: float
+    atrial: float  # share of the stroke volume filled by the atrial kick (0 in AF)
 
 
 def geometry(state: CmrState, strength: float, *, male: bool, rng: np.random.Generator) -> CineGeometry:
-    edv = (155.0 if male else 125.0) * float(np.exp(0.2 * strength * state.dilation + rng.normal(0, 0.08)))
-    ef = float(np.clip(0.61 + strength * (state.ef - 0.61), 0.12, 0.8))
-    wall = (9.5 if male else 8.0) * (1 - 0.08 * strength * max(state.dilation, 0.0)) * rng.normal(1, 0.05)
-    return CineGeometry(edv, edv * (1 - ef), float(wall), state.scar_deg * min(strength, 1.0),
-                        SCAR_ANGLE[state.territory], float(rng.normal(1.0, 0.08)))
+    s = strength
+    remodel = 0.3 * state.dilation + 0.5 * state.scar_deg / 360.0  # log EDV: dilation, post-infarct remodelling
+    edv = (155.0 if male else 125.0) * float(np.exp(s * remodel + rng.normal(0, 0.05)))
+    ef = float(np.clip(0.62 + s * (state.ef - 0.62), 0.12, 0.8))
+    wall = (9.5 if male else 8.0) * (1 - 0.08 * s * max(state.dilation, 0.0)) * rng.normal(1, 0.05)
+    atrial = ATRIAL_FRACTION * (1 - min(s, 1.0)) if state.af else ATRIAL_FRACTION
+    return CineGeometry(edv, edv * (1 - ef), float(wall), state.scar_deg * min(s, 1.0),
+                        SCAR_ANGLE[state.territory], float(rng.normal(1.0, 0.08)), atrial)
 
 
 def _ellipse(x: np.ndarray, y: np.ndarray, cx: float, cy: float, a: float, b: float, edge: float) -> np.ndarray:
@@ -84,7 +100,7 @@ def render_cine(g: CineGeometry, shape: tuple[int, int], frames: int, rng: np.ra
     img += 520 * _ellipse(x, y, 22 + ox, 60 + oy, 11, 11, e)  # descending aorta
 
     phase = np.arange(frames) / frames
-    vol = volume_curve(phase, g.edv_ml, g.esv_ml) * 1000.0  # mm^3
+    vol = volume_curve(phase, g.edv_ml, g.esv_ml, atrial=g.atrial) * 1000.0  # mm^3
     r_cav = np.sqrt(vol / SLICE_LENGTH_MM / np.pi)
     r_ed = float(r_cav[0])
     epi_ed = r_ed + g.wall_mm

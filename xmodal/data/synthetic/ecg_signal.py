@@ -103,20 +103,21 @@ def cxr_effects(p: EcgParams, latent: np.ndarray, strength: float) -> EcgParams:
 _AWAY_FROM_SCAR = {"anterior": (0.0, 0.0, 1.0), "inferior": (0.0, -1.0, 0.0), "lateral": (-1.0, 0.0, 0.0)}
 
 
-def cmr_effects(p: EcgParams, *, dilation: float, hf: float, af: bool, q_wave_mi_territory: str | None,
-                strength: float) -> EcgParams:
-    """Imprint of the CMR latents; AF changes the rhythm whatever ``strength`` is."""
+def cmr_effects(p: EcgParams, *, dilation: float, hf: float, af: bool, q_mv: float = 0.0,
+                q_territory: str = "inferior", t_mv: float = 0.0, strength: float) -> EcgParams:
+    """Imprint of the CMR latents; AF changes the rhythm whatever ``strength`` is.
+
+    ``q_mv`` (Q-wave vector) and ``t_mv`` (T shift) point away from ``q_territory``; both are 0 in
+    most hearts (see :class:`~xmodal.data.synthetic.latent.CmrState`).
+    """
     d, h = dilation * strength, hf * strength
-    q_extra = t_extra = (0.0, 0.0, 0.0)
-    gain = float(np.exp(0.08 * d - 0.05 * h))
-    if q_wave_mi_territory is not None:
-        away = np.array(_AWAY_FROM_SCAR[q_wave_mi_territory])
-        q_extra, t_extra = tuple(0.30 * strength * away), tuple(0.22 * strength * away)
-        gain *= 1.0 - 0.15 * min(strength, 1.0)
+    away = np.array(_AWAY_FROM_SCAR[q_territory])
     return replace(
-        p, af=af, qrs_gain=p.qrs_gain * gain, qrs_width=p.qrs_width * float(np.exp(0.06 * d)),
-        t_gain=p.t_gain * (1.0 - 0.1 * max(h, 0.0)), hr_bpm=float(np.clip(p.hr_bpm + 2 * d + 4 * h, 40, 170)),
-        q_extra=q_extra, t_extra=t_extra,
+        p, af=af, qrs_gain=p.qrs_gain * float(np.exp(0.08 * d - 0.05 * h)),
+        qrs_width=p.qrs_width * float(np.exp(0.04 * d)), t_gain=p.t_gain * (1.0 - 0.1 * max(h, 0.0)),
+        hr_bpm=float(np.clip(p.hr_bpm + 1 * d + 3 * h, 40, 170)),
+        q_extra=tuple(float(v) for v in strength * q_mv * away),
+        t_extra=tuple(float(v) for v in strength * t_mv * away),
     )
 
 

@@ -18,18 +18,24 @@ A visit's latent is ``sqrt(1 - d^2) * subject + d * noise``, so each stays N(0, 
 
 CMR cohorts (UK-Biobank-like), one visit::
 
-    ischemia  u ~ N(0,1)            -> mi (scar of 45–110 deg in one coronary territory)
+    ischemia  u ~ N(0,1)            -> mi (scar of 50–120 deg in one coronary territory)
     dilation  d ~ N(0,1), corr(u, d) = 0.3 -> cardiomyopathy
     rhythm    AF ~ Bernoulli(prevalence) -> af
-    EF = 0.61 - 0.05 d - 0.5 scar_fraction - 0.03 AF + N(0, 0.035) -> hf (via low EF and dilation)
+    EF = 0.62 - 0.05 d - 0.7 scar_fraction - 0.05 AF + N(0, 0.02)
+    hf score = (0.58 - EF) / 0.06 + 0.3 d + N(0, 0.2), standardised -> hf
 
-    image: LV volumes over the cycle (EDV ~ exp(0.2 d), ESV = EDV (1 - EF)), akinetic thin scar
-    sector; ECG: Q waves + T inversion facing the scar (60 % of MIs), wider QRS and higher voltage
-    with dilation, faster rate with HF, and AF = irregular RR, no P waves, f-waves (strong, as in
-    real ECGs: AF is the one label the ECG shows better than the image).
+    image (clear): EDV ~ exp(0.3 d + 0.5 scar_fraction), ESV = EDV (1 - EF), an akinetic thin scar
+    sector, no atrial kick in AF. The labels follow what the cine measures (CMR is the reference for
+    volumes, EF and scar), with ``CMR_LINK_SLOPE`` steeper than the CXR link.
+    ECG (partial): Q waves facing the scar in only Q_WAVE_FRACTION of MIs, amplitude lognormal, and
+    positional Q waves in POSITIONAL_Q_FRACTION of hearts without one; T inversion in half the
+    Q-wave MIs and a fifth of the others; dilation -> slightly wider QRS; hf -> faster rate, flatter
+    T; all on top of the large between-person variation. AF = irregular RR, no P waves, f-waves
+    (strong, as in real ECGs: AF is the one label the ECG shows better than the image).
 
 Labels: ``P(y = 1) = sigmoid(a + b * z)``, with ``a`` solved so that the cohort prevalence matches
-the knob and ``b`` steep (``LINK_SLOPE``), then a fraction ``label_noise`` of labels flipped.
+the knob and ``b`` steep (``LINK_SLOPE``; ``CMR_LINK_SLOPE`` for CMR), then a fraction
+``label_noise`` of labels flipped.
 Knob ``image_strength`` scales every latent effect on the image, ``ecg_strength`` every effect on
 the ECG (AF rhythm excepted); 1.0 gives image AUROC well above ECG AUROC, as published
 (CXR-only ~0.94 vs ECG-only ~0.70–0.78 for cardiomegaly).
@@ -53,8 +59,12 @@ CXR_DRIFT = np.array([0.25, 0.6, 0.6])  # visit-to-visit drift of each latent
 CMR_LABELS = ("mi", "cardiomyopathy", "af", "hf")
 TERRITORIES = ("anterior", "inferior", "lateral")  # LAD, RCA, LCx
 DEFAULT_PREVALENCE = {"cardiomegaly": 0.30, "pleural_effusion": 0.25, "edema": 0.20,
-                      "mi": 0.12, "cardiomyopathy": 0.10, "af": 0.10, "hf": 0.12}
+                      "mi": 0.25, "cardiomyopathy": 0.25, "af": 0.20, "hf": 0.25}
 LINK_SLOPE = 3.0  # logit per latent SD: the label is a sharp but noisy function of the latent
+CMR_LINK_SLOPE = 5.0  # CMR labels are read off the image (EF, volumes), so they follow the latent closer
+SCAR_DEG = (50.0, 120.0)  # angular extent of an infarct scar
+Q_WAVE_FRACTION = 0.4  # infarcts with pathological Q waves on the ECG (the rest are non-Q-wave MIs)
+POSITIONAL_Q_FRACTION = 0.15  # hearts without an infarct with a positional (normal-variant) inferior Q wave
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(64)  # E[f(z)], z ~ N(0, 1)
 
 
@@ -146,7 +156,7 @@ def draw_label(p: np.ndarray | float, rng: np.random.Generator, label_noise: flo
 
 @dataclass(frozen=True)
 class CmrState:
-    """The latent state of one UK-Biobank-like subject at the imaging visit."""
+    """The latent state of one UK-Biobank-like subject at the imaging visit, and how its ECG shows it."""
 
     ischemia: float
     dilation: float
@@ -156,29 +166,42 @@ class CmrState:
     af: bool
     ef: float  # ejection fraction
     hf_score: float  # standardised heart-failure severity
+    q_mv: float  # ECG: amplitude of the extra Q-wave vector (0: none), an infarct's or a positional one
+    q_territory: str  # ECG: the territory the Q vector points away from
+    t_mv: float  # ECG: ischaemic shift of the T vector away from the scar (0: none)
 
 
 def cmr_states(rng: np.random.Generator, n: int, knobs: Knobs) -> list[CmrState]:
     """Latent states of ``n`` subjects (vectorised draw, then one dataclass per subject)."""
     u = rng.standard_normal(n)
     d = 0.3 * u + np.sqrt(1 - 0.09) * rng.standard_normal(n)
-    mi = rng.random(n) < sigmoid(intercept_for(knobs.prevalence_of("mi")) + LINK_SLOPE * u)
-    scar = np.where(mi, rng.uniform(45, 110, n), 0.0)
+    mi = rng.random(n) < sigmoid(intercept_for(knobs.prevalence_of("mi"), CMR_LINK_SLOPE) + CMR_LINK_SLOPE * u)
+    scar = np.where(mi, rng.uniform(*SCAR_DEG, n), 0.0)
     territory = rng.choice(np.array(TERRITORIES), size=n, p=[0.5, 0.3, 0.2])
     af = rng.random(n) < knobs.prevalence_of("af")
-    ef = np.clip(0.61 - 0.05 * d - 0.5 * scar / 360.0 - 0.03 * af + 0.035 * rng.standard_normal(n), 0.15, 0.75)
-    hf = (0.58 - ef) / 0.06 + 0.4 * d + 0.5 * rng.standard_normal(n)
+    ef = np.clip(0.62 - 0.05 * d - 0.7 * scar / 360.0 - 0.05 * af + 0.02 * rng.standard_normal(n), 0.15, 0.75)
+    hf = (0.58 - ef) / 0.06 + 0.3 * d + 0.2 * rng.standard_normal(n)
     hf = (hf - hf.mean()) / hf.std() if n > 1 else hf / 1.3  # standardised over the cohort
+    # The ECG's view: Q waves in only some infarcts (amplitude lognormal), positional Q waves in some
+    # hearts without one, T inversion in half the Q-wave and a fifth of the other infarcts.
+    q_mi = mi & (rng.random(n) < Q_WAVE_FRACTION)
+    q_pos = ~mi & (rng.random(n) < POSITIONAL_Q_FRACTION)
+    q_size, t_size = np.exp(0.6 * rng.standard_normal(n)), np.exp(0.5 * rng.standard_normal(n))
+    q_mv = np.where(q_mi, 0.18 * q_size, np.where(q_pos, 0.10 * q_size, 0.0))
+    q_territory = np.where(q_pos, "inferior", territory)
+    t_mv = np.where(mi & (rng.random(n) < np.where(q_mi, 0.5, 0.2)), 0.08 * t_size, 0.0)
     return [CmrState(float(u[i]), float(d[i]), bool(mi[i]), float(scar[i]), str(territory[i]), bool(af[i]),
-                     float(ef[i]), float(hf[i])) for i in range(n)]
+                     float(ef[i]), float(hf[i]), float(q_mv[i]), str(q_territory[i]), float(t_mv[i]))
+            for i in range(n)]
 
 
 def cmr_labels(states: list[CmrState], rng: np.random.Generator, knobs: Knobs) -> dict[str, np.ndarray]:
     """Labels ``mi, cardiomyopathy, af, hf`` (0/1 floats) of the CMR subjects, label noise applied."""
     d = np.array([s.dilation for s in states])
     hf = np.array([s.hf_score for s in states])
-    p_cm = sigmoid(intercept_for(knobs.prevalence_of("cardiomyopathy")) + LINK_SLOPE * d)
-    p_hf = sigmoid(intercept_for(knobs.prevalence_of("hf")) + LINK_SLOPE * hf)
+    k = CMR_LINK_SLOPE
+    p_cm = sigmoid(intercept_for(knobs.prevalence_of("cardiomyopathy"), k) + k * d)
+    p_hf = sigmoid(intercept_for(knobs.prevalence_of("hf"), k) + k * hf)
     return {"mi": draw_label(np.array([float(s.mi) for s in states]), rng, knobs.label_noise),
             "cardiomyopathy": draw_label(p_cm, rng, knobs.label_noise),
             "af": draw_label(np.array([float(s.af) for s in states]), rng, knobs.label_noise),

@@ -42,7 +42,6 @@ class CmrSubject:
     eid: str
     male: bool
     state: CmrState
-    q_wave: bool  # the infarct shows Q waves on the ECG
     labels: dict[str, float]
     ecg_base: ecg_signal.EcgParams
     visits: list[CmrVisit]
@@ -67,7 +66,7 @@ def plan_cmr(n: int, seed: int, knobs: Knobs) -> list[CmrSubject]:
                                     second=int(rng.integers(0, 60)), microsecond=0)
             visits.append(CmrVisit(instance, cmr_time - dt.timedelta(minutes=float(rng.uniform(20, 90))), cmr_time))
         visits = [CmrVisit(v.instance, v.ecg_time.replace(microsecond=0), v.cmr_time) for v in visits]
-        subjects.append(CmrSubject(i, eid, male, states[i], bool(states[i].mi and rng.random() < 0.6),
+        subjects.append(CmrSubject(i, eid, male, states[i],
                                    {k: float(labels[k][i]) for k in CMR_LABELS},
                                    ecg_signal.base_params(rng, male=male, age=age), visits))
     return subjects
@@ -88,7 +87,7 @@ def render_cmr_subject(subj: CmrSubject, root: Path, seed: int, knobs: Knobs) ->
     for v in subj.visits:
         rng = np.random.default_rng([seed, 3, subj.index, v.instance])
         p = ecg_signal.cmr_effects(ecg_signal.recording_params(subj.ecg_base, rng), dilation=s.dilation,
-                                   hf=s.hf_score, af=s.af, q_wave_mi_territory=s.territory if subj.q_wave else None,
+                                   hf=s.hf_score, af=s.af, q_mv=s.q_mv, q_territory=s.q_territory, t_mv=s.t_mv,
                                    strength=knobs.ecg_strength)
         sig = ecg_signal.simulate_ecg(p, rng, fs=ECG_FS, seconds=ECG_SECONDS)
         writers.write_wfdb(base / "ecg", _ecg_name(subj.eid, v.instance), sig, ecg_signal.LEADS, fs=ECG_FS,
