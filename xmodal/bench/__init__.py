@@ -7,4 +7,4 @@ Each section is one module with a ``run(ctx) -> dict`` function; :mod:`xmodal.be
 their figures into ``benchmarks.md``, ``benchmarks.json`` and PNG plots. See docs/benchmarks.md.
 """
 
-SECTIONS = ("loss", "trial", "data_path", "search_efficiency", "scaling", "memory")
+SECTIONS = ("loss", "trial", "data_path", "search_efficiency", "scaling", "memory", "trial_vs_inprocess")

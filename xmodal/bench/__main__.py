@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     command = "python -m xmodal.bench " + " ".join(argv if argv is not None else sys.argv[1:])
     out = Path(args.out)
-    ctx = Context(quick=args.quick, cache=Path(args.cache), work=Path(args.cache) / f"run-{os.getpid()}")
+    cache = Path(args.cache).resolve()  # Tune trials run in folders of their own
+    ctx = Context(quick=args.quick, cache=cache, work=cache / f"run-{os.getpid()}")
     ctx.machine = describe()
     ensure_ray(num_cpus=args.num_cpus)
     t0 = time.perf_counter()

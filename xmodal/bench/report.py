@@ -23,6 +23,12 @@ HEADLINES = [
      "(reported)", lambda v: None),
     ("peak_worker_rss_mb", "memory", lambda s: s["max_peak_mb"], "<= 2048 MiB (smoke and demo, every method)",
      lambda v: v <= 2048),
+    ("trial_time_ratio_vs_inprocess", "trial_vs_inprocess", lambda s: s["ratio"], "<= 1.3 (one at a time)",
+     lambda v: v <= 1.3),
+    ("trials_per_hour_xmodal", "trial_vs_inprocess", lambda s: s["xmodal_2"]["trials_per_hour"],
+     "(two side by side)", lambda v: None),
+    ("trials_per_hour_inprocess", "trial_vs_inprocess", lambda s: s["inprocess_2"]["trials_per_hour"],
+     "(two side by side; xmodal ahead)", lambda v: None),
 ]
 
 

@@ -9,7 +9,6 @@ loss, the features, the space (:class:`xmodal.search.space.SearchSpace`) and the
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 

@@ -109,9 +109,24 @@ def memory(s: dict, fmt) -> list[str]:
     return out + [""]
 
 
+def trial_vs_inprocess(s: dict, fmt) -> list[str]:
+    if "reason" in s:
+        return _reason(s)
+    x1, h1, x2, h2 = s["xmodal_1"], s["inprocess_1"], s["xmodal_2"], s["inprocess_2"]
+    return [f"The same align + finetune trial (demo preset, published defaults, {s['trials']} seeds; "
+            f"{s['rows']['train']} training and {s['rows']['val']} validation rows) through xmodal's search driver "
+            "and as a hand-written Optuna loop in one process (no Ray). xmodal's trial time is the Tuner's wall "
+            "time over its trials.", "",
+            "| | seconds per trial (one at a time) | trials per hour, two side by side |", "|---|---|---|",
+            f"| xmodal search trial | {x1['trial_seconds']:.1f} | {x2['trials_per_hour']:.0f} |",
+            f"| hand-written, in process | {fmt(h1['trial_seconds'], 's', 1)} | {h2['trials_per_hour']:.0f} |", "",
+            f"Ratio (xmodal / in process, one at a time): **{s['ratio']:.2f}**.", ""]
+
+
 TITLES = {"loss": ("1. Loss kernel", loss), "data_path": ("2. Data path", data_path),
           "trial": ("3. Trial cost", trial), "search_efficiency": ("4. Search efficiency", search_efficiency),
-          "scaling": ("5. Scaling", scaling), "memory": ("6. Memory per Train worker", memory)}
+          "scaling": ("5. Scaling", scaling), "memory": ("6. Memory per Train worker", memory),
+          "trial_vs_inprocess": ("7. Trial against a hand-written loop", trial_vs_inprocess)}
 
 
 def render(sections: dict, fmt) -> list[str]:

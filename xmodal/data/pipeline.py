@@ -38,11 +38,12 @@ from xmodal.storage import Storage
 # 2: tensor columns without dictionary encoding or statistics; 3: rows in manifest order;
 # 4: images at most at the cohort's native size and frame count (configured sizes are ceilings)
 PREPROCESS_VERSION = 4
-MAX_RETRIES = 2  # Ray retries of a killed preprocessing task or actor task, then the job fails
-# A decode error is caught per record (a bad record, never a crash). What escapes is a killed worker
-# (out of memory, a crashing decoder): its actor restarts and the batch is retried at most MAX_RETRIES
-# times, then preprocessing fails. Ray's defaults retry killed tasks without end.
-BOUNDED_ACTOR_RETRIES = {"max_restarts": MAX_RETRIES, "max_task_retries": MAX_RETRIES}
+MAX_RETRIES = 2  # Ray retries of a killed read/write task, then the job fails (Ray's default: without end)
+# A decode error is caught per record (a bad record, never a crash). What escapes is a killed actor (out
+# of memory, a crashing decoder): it is not restarted, so the job fails at once with Ray's reason.
+# (Restartable actors whose constructor arguments sit in the object store make Ray print an error line
+# at every start, ray-project/ray#53727.)
+BOUNDED_ACTOR_RETRIES = {"max_restarts": 0, "max_task_retries": 0}
 MAX_BEATS = 32  # R-peak slots stored per ECG (padded with -1)
 SPLITS = ("train", "val", "test")
 

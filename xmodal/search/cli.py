@@ -99,6 +99,15 @@ def configure(args: argparse.Namespace, image_kind: str):
     return cfg
 
 
+def demo_kind(args: argparse.Namespace) -> str:
+    """The synthetic demo cohort's image kind: ``--cohort``, else the ``--method``'s, else CXR."""
+    from xmodal.methods import METHODS
+
+    if args.cohort:
+        return "cine" if args.cohort == "cmr" else "cxr"
+    return METHODS[args.method].image_kind if args.method else "cxr"
+
+
 def build(args: argparse.Namespace):
     """Search options, space and budget from the command line (the config needs the cohort: :func:`configure`)."""
     from xmodal.search.driver import SearchOptions
@@ -106,6 +115,8 @@ def build(args: argparse.Namespace):
 
     budget = BUDGETS["smoke" if args.smoke_test else "default"]
     run = args.run or ("smoke" if args.smoke_test else "demo" if not args.data else time.strftime("%Y%m%d-%H%M%S"))
+    if not args.run and not args.data and demo_kind(args) == "cine":
+        run += "-cmr"  # reports/demo-cmr next to reports/demo
     if args.data and args.cohort:
         from xmodal.errors import ConfigError
 
@@ -138,7 +149,6 @@ def _main(args: argparse.Namespace) -> int:
     from xmodal.search.driver import DATA_CPUS_PER_TRIAL
     from xmodal.search.driver import resources as trial_resources
     from xmodal.search.run import default_pathologies, run_search, validate_pathologies
-    from xmodal.methods import METHODS
     from xmodal.stages.chain import DEFAULT_STORAGE, DEMO_SUBJECTS, demo_manifest
     from xmodal.storage import Storage
 
@@ -147,8 +157,7 @@ def _main(args: argparse.Namespace) -> int:
     if args.data:
         manifest_path = args.data
     else:
-        kind = "cine" if (args.cohort == "cmr" or (not args.cohort and args.method and
-                                                    METHODS[args.method].image_kind == "cine")) else "cxr"
+        kind = demo_kind(args)
         subjects = args.demo_subjects or budget["subjects"] or DEMO_SUBJECTS[kind]
         print(f"[xmodal] synthetic {'CMR' if kind == 'cine' else 'CXR'} demo cohort ({subjects} subjects; "
               "generated once, then cached)")
