@@ -21,6 +21,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cache", default=".cache/xmodal-bench", help="where the synthetic cohorts are cached")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     p.add_argument("--num-cpus", type=int, default=6, help="logical CPUs of the local Ray")
+    p.add_argument("--update", action="store_true",
+                   help="run --sections only and keep the other sections' figures from --out's benchmarks.json "
+                        "(each section records the command that measured it)")
     args = p.parse_args(argv)
     bad = sorted(set(args.sections.split(",")) - set(SECTIONS))
     if bad:
@@ -59,6 +62,13 @@ def main(argv: list[str] | None = None) -> int:
             sections[name]["section_seconds"] = round(time.perf_counter() - t, 1)
     finally:
         shutil.rmtree(ctx.work, ignore_errors=True)
+    for sec in sections.values():
+        sec["command"] = command
+    if args.update and (out / "benchmarks.json").is_file():
+        import json
+
+        kept = json.loads((out / "benchmarks.json").read_text()).get("sections", {})
+        sections = {**{k: v for k, v in kept.items() if k not in sections}, **sections}
     head = report.write(out, command=command, machine=ctx.machine, sections=sections,
                         seconds=time.perf_counter() - t0, quick=args.quick)
     ctx.log(f"wrote {out / 'benchmarks.md'}: " + ", ".join(f"{k}={v}" for k, v in head.items()

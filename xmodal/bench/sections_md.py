@@ -132,5 +132,8 @@ TITLES = {"loss": ("1. Loss kernel", loss), "data_path": ("2. Data path", data_p
 def render(sections: dict, fmt) -> list[str]:
     out = []
     for name, (title, fn) in TITLES.items():
-        out += [f"## {title}", ""] + fn(sections.get(name) or {"reason": "section not run"}, fmt)
+        sec = sections.get(name) or {"reason": "section not run"}
+        out += [f"## {title}", ""] + fn(sec, fmt)
+        if sec.get("command"):
+            out += [f"Measured by `{sec['command'].strip()}`.", ""]
     return out

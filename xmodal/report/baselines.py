@@ -37,8 +37,8 @@ REFERENCES = {"scratch": "ECG only, from scratch", "ssl": "ECG only, SSL init"} 
 def compare(cfg: ExperimentConfig, pathologies: list[str], *, seeds: int = 1, verbose: bool = True):
     """Per pathology, one row per model (validation metrics with CIs); yields the rows so far."""
     from xmodal.metrics import paired_auroc_delta
-    from xmodal.stages.chain import prepare, run_chain
-    from xmodal.stages.evaluate import evaluate_image_only, predict_many
+    from xmodal.stages.chain import predict_many, prepare, run_chain
+    from xmodal.stages.evaluate import evaluate_image_only
     from xmodal.stages.store import StageStore
 
     shards = prepare(cfg, verbose=verbose)

@@ -82,8 +82,7 @@ def pick_recommended(grouped: pd.DataFrame, n_candidates: int) -> int:
 
 def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: SearchOptions, *,
                cluster: dict, storage: str, warm_points: list[dict]) -> PathologyResult:
-    from xmodal.stages.chain import check_cohort, prepare, run_shared
-    from xmodal.stages.evaluate import predict_many
+    from xmodal.stages.chain import check_cohort, predict_many, prepare, run_shared
     from xmodal.stages.store import StageStore
 
     base = base_for(cfg, pathology, opts)

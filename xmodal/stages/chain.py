@@ -199,3 +199,12 @@ def run_chain(cfg: ExperimentConfig, *, evaluate_test: bool = False, callbacks: 
     if feats is not None:
         reused["features"] = feats.reused
     return ChainResult(shards, stages, feats, val, test, reused)
+
+
+def predict_many(shards: ShardSet, store: StageStore, groups: dict[str, list[ExperimentConfig]], *,
+                 split: str, n_boot: int = 1000) -> dict[str, dict]:
+    """Every group's configs' fine-tuned models scored on ``split`` in one pass
+    (:func:`xmodal.stages.evaluate.predict_groups`). Each config's chain is cached: this trains nothing."""
+    keyed = {g: [(run_chain(c, shards=shards, verbose=False).stages["finetune"].key, c) for c in cfgs]
+             for g, cfgs in groups.items()}
+    return evaluate.predict_groups(shards, store, keyed, split=split, n_boot=n_boot)

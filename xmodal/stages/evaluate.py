@@ -31,26 +31,20 @@ def _iter_split(shards: ShardSet, pathology: str, split: str):
     yield from ds.iter_torch_batches(batch_size=256, device="cpu")
 
 
-def _finetune_key(cfg: ExperimentConfig, shards: ShardSet) -> str:
-    from xmodal.stages.chain import run_chain
-
-    return run_chain(cfg, shards=shards, verbose=False).stages["finetune"].key  # cached: trains nothing
-
-
-def predict_many(shards: ShardSet, store: StageStore, groups: dict[str, list[ExperimentConfig]], *,
-                 split: str, n_boot: int = 1000) -> dict[str, dict]:
-    """Score every config's fine-tuned model on ``split`` in one pass.
+def predict_groups(shards: ShardSet, store: StageStore, groups: dict[str, list[tuple[str, ExperimentConfig]]], *,
+                   split: str, n_boot: int = 1000) -> dict[str, dict]:
+    """Score every group's fine-tuned models, ``(finetune key, config)`` pairs, on ``split`` in one pass.
 
     Returns per group: ``labels (N,)``, ``scores (N,)`` (mean logit over the group's members),
-    ``metrics`` of that ensemble with CIs, and ``per_member`` AUROC/AUPRC (the seed spread).
+    ``metrics`` of that ensemble with CIs and the members' AUROC/AUPRC mean and SD (the seed spread).
+    :func:`xmodal.stages.chain.predict_many` takes configs and finds their keys.
     """
-    pathology = next(iter(groups.values()))[0].data.pathology
-    keys = {g: [_finetune_key(c, shards) for c in cfgs] for g, cfgs in groups.items()}
-    configs = {k: c for g, cfgs in groups.items() for c, k in zip(cfgs, keys[g])}
+    pathology = next(iter(groups.values()))[0][1].data.pathology
+    configs = {k: c for members in groups.values() for k, c in members}
     y, logits = model_logits(shards, store, configs, pathology, split)
     out = {}
-    for g, ks in keys.items():
-        member = [logits[k] for k in ks]
+    for g, members in groups.items():
+        member = [logits[k] for k, _ in members]
         score = np.mean(member, axis=0)
         per_member = [with_ci(y, s, n_boot=0) for s in member]
         out[g] = {"labels": y, "scores": score, "metrics": {
