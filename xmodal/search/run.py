@@ -86,7 +86,7 @@ def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: 
     from xmodal.stages.store import StageStore
 
     base = base_for(cfg, pathology, opts)
-    shards = prepare(base, verbose=False)
+    shards = prepare(base)  # says how the cohort is stored when it preprocesses it (once)
     check_cohort(shards, base)
     conc = max_concurrent(opts, cluster)
     t0 = time.time()

@@ -154,9 +154,9 @@ def run_shared(cfg: ExperimentConfig, shards: ShardSet, *,
             with ThreadPoolExecutor(2, thread_name_prefix="xmodal-shared") as pool:
                 image_job, ssl_job = pool.submit(image_branch), pool.submit(ssl_branch)
                 (stages["image_pretrain"], feats), stages["ecg_ssl"] = image_job.result(), ssl_job.result()
-        else:  # in one Train run when both are missing, each reused or trained alone otherwise
-            stages["image_pretrain"], stages["ecg_ssl"] = image_pretrain_ecg_ssl.run(cfg, shards, store,
-                                                                                     verbose=verbose)
+        else:  # in one run when both are missing (nothing else trains meanwhile), each alone otherwise
+            stages["image_pretrain"], stages["ecg_ssl"] = image_pretrain_ecg_ssl.run(
+                cfg, shards, store, verbose=verbose, concurrent_workers=cfg.scaling.num_workers)
             feats = features.run(cfg, shards, stages["image_pretrain"].key, verbose=verbose)
     elif cfg.finetune.init == "ssl":
         stages["ecg_ssl"] = ssl_branch()

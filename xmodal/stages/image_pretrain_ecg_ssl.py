@@ -52,10 +52,11 @@ def train_loop(lc: dict) -> None:
     ecg_ssl.train_phase(cfg, w, ssl_train, ssl_val)
 
 
-def run(cfg: ExperimentConfig, shards: ShardSet, store: StageStore, *,
-        verbose: bool = True) -> tuple[StageOutput, StageOutput]:
+def run(cfg: ExperimentConfig, shards: ShardSet, store: StageStore, *, verbose: bool = True,
+        concurrent_workers: int | None = None) -> tuple[StageOutput, StageOutput]:
     """``(image_pretrain, ecg_ssl)`` outputs: reused from the store, or trained (in one run where both
-    are missing)."""
+    are missing). ``concurrent_workers``: the workers sharing this node's memory meanwhile (memory budget;
+    default: as many as fit in its CPUs)."""
     i_key, s_key = image_pretrain.key_for(cfg, shards), ecg_ssl.key_for(cfg, shards)
     if store.exists(image_pretrain.STAGE, i_key) or store.exists(ecg_ssl.STAGE, s_key):
         return (image_pretrain.run(cfg, shards, store, verbose=verbose),
@@ -66,7 +67,8 @@ def run(cfg: ExperimentConfig, shards: ShardSet, store: StageStore, *,
     datasets = {**i_ds, SSL_DATASETS[0]: s_ds["train"], SSL_DATASETS[1]: s_ds["val"]}
     lc = {**lc, "image_key": i_key, "image_meta": i_meta, "storage": shards.storage.uri,
           "submitted_at": time.time()}
-    blob, _ = fit(f"{ecg_ssl.STAGE}-{s_key}", train_loop, cfg=cfg, store=store, datasets=datasets, loop_config=lc)
+    blob, _ = fit(f"{ecg_ssl.STAGE}-{s_key}", train_loop, cfg=cfg, store=store, datasets=datasets, loop_config=lc,
+                  concurrent_workers=concurrent_workers, verbose=verbose)
     seconds = time.time() - lc["submitted_at"]  # the same clock as image_pretrain's
     i_out = store.load(image_pretrain.STAGE, i_key)
     i_out.reused = False
