@@ -40,7 +40,8 @@ def test_quick_bench_writes_report_json_and_plots(tmp_path):
     md = (out / "benchmarks.md").read_text()
     assert "Not measured: this machine has" in md or blob["scaling_align_pairs_per_second"]
     assert md.startswith("# xmodal benchmarks") and "python -m xmodal.bench --quick" in md
-    for title in ("Loss kernel", "Data path", "Trial cost", "Search efficiency", "Scaling", "Memory per Train worker"):
+    for title in ("Loss kernel", "Data path", "Trial cost", "Search efficiency", "Scaling", "Memory per Train worker",
+                  "Trial against a hand-written loop"):
         assert title in md
     for png in ("loss.png", "data_path.png", "trial.png", "search_efficiency.png"):
         assert (out / png).stat().st_size > 0
