@@ -20,8 +20,9 @@ DOWNSAMPLE = 4  # ECG 100 Hz -> 25 Hz for the proxy encoder
 BATCH = 64
 
 
-def load_arrays(feats) -> dict:
-    """Train/val ECGs, image features and labels from the feature Parquet (known labels only)."""
+def load_arrays(feats, downsample: int = DOWNSAMPLE) -> dict:
+    """Train/val ECGs (averaged over ``downsample`` samples), image features and labels from the feature
+    Parquet (known labels only)."""
     import pyarrow.dataset as pads
 
     t = pads.dataset(feats.storage.path("features", feats.key, "data"), format="parquet",
@@ -31,7 +32,7 @@ def load_arrays(feats) -> dict:
     ecg = np.stack(t.column("ecg").to_numpy(zero_copy_only=False))
     if ecg.dtype == object:  # nested list columns come back as arrays of rows
         ecg = np.stack([np.stack(r) for r in ecg])
-    ecg = ecg.astype(np.float32).reshape(len(ecg), 12, -1, DOWNSAMPLE).mean(-1)  # tensor columns may be flat
+    ecg = ecg.astype(np.float32).reshape(len(ecg), 12, -1, downsample).mean(-1)  # tensor columns may be flat
     img = np.stack(t.column("img_feat").to_numpy(zero_copy_only=False)).astype(np.float32)
     keep = ~np.isnan(y)
     return {s: {"ecg": ecg[keep & (split == s)], "img": img[keep & (split == s)], "y": y[keep & (split == s)]}

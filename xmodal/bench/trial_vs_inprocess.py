@@ -20,29 +20,18 @@ from __future__ import annotations
 import multiprocessing
 import time
 
-import numpy as np
-
 from xmodal.bench.context import PATHOLOGY
 from xmodal.bench.timing import summary
 
 
 def load_rows(feats) -> dict:
     """Train/val ``ecg`` ``(N, 12, L)``, ``img_feat`` ``(N, D)`` and ``label`` ``(N,)`` with a known label."""
-    import pyarrow.dataset as pads
     import torch
 
-    t = pads.dataset(feats.storage.path("features", feats.key, "data"), format="parquet",
-                     filesystem=feats.storage.fs).to_table(columns=["split", "ecg", "img_feat", PATHOLOGY])
-    y = t.column(PATHOLOGY).to_numpy(zero_copy_only=False).astype(np.float32)
-    split = np.asarray(t.column("split").to_pylist())
-    ecg = np.stack(t.column("ecg").to_numpy(zero_copy_only=False))
-    if ecg.dtype == object:
-        ecg = np.stack([np.stack(r) for r in ecg])
-    ecg = ecg.astype(np.float32).reshape(len(ecg), 12, -1)
-    img = np.stack(t.column("img_feat").to_numpy(zero_copy_only=False)).astype(np.float32)
-    keep = ~np.isnan(y)
-    return {s: {"ecg": torch.from_numpy(ecg[keep & (split == s)]), "img_feat": torch.from_numpy(img[keep & (split == s)]),
-                "label": torch.from_numpy(y[keep & (split == s)])} for s in ("train", "val")}
+    from xmodal.bench.search_efficiency import load_arrays
+
+    return {s: {"ecg": torch.from_numpy(d["ecg"]), "img_feat": torch.from_numpy(d["img"]),
+                "label": torch.from_numpy(d["y"])} for s, d in load_arrays(feats, downsample=1).items()}
 
 
 def hand_written_trial(cfg, data: dict, ssl_state: dict, seed: int) -> float:
