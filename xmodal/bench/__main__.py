@@ -67,8 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.update and (out / "benchmarks.json").is_file():
         import json
 
-        kept = json.loads((out / "benchmarks.json").read_text()).get("sections", {})
-        sections = {**{k: v for k, v in kept.items() if k not in sections}, **sections}
+        before = json.loads((out / "benchmarks.json").read_text())
+        kept = {k: {"command": before.get("command", ""), **v} for k, v in before.get("sections", {}).items()
+                if k not in sections}
+        sections = {**kept, **sections}
     head = report.write(out, command=command, machine=ctx.machine, sections=sections,
                         seconds=time.perf_counter() - t0, quick=args.quick)
     ctx.log(f"wrote {out / 'benchmarks.md'}: " + ", ".join(f"{k}={v}" for k, v in head.items()

@@ -2,8 +2,10 @@
 
 Each case runs the whole chain (image_pretrain, ecg_ssl, features, align, finetune) on a synthetic
 cohort at the smoke size (quick and full runs) and at the demo size (full runs), with the method's
-own encoder and sizes (:func:`xmodal.methods.sized_config`). Every stage's workers report their peak
-resident memory (``ru_maxrss``) with each epoch; a case's figure is the largest over its stages.
+own encoder and sizes (:func:`xmodal.methods.sized_config`), as Ray Train runs (``scaling.launcher =
+ray_train``): each run's worker is a fresh process, so its peak resident memory (``ru_maxrss``, reported
+with each epoch) is that stage's alone. (In process, a stage's worker is the calling process, whose peak
+also holds whatever ran in it before.) A case's figure is the largest over its stages.
 The memory budget check (:mod:`xmodal.stages.memory`) refuses a stage before training when its
 estimate does not fit; these are the measured peaks it is judged against.
 """
@@ -35,7 +37,7 @@ def run(ctx) -> dict:
             manifest = demo_manifest(kind, subjects=subjects, storage=str(ctx.cache / "store"))
             cfg = apply_overrides(sized_config(size, method), {
                 "data.manifest": str(manifest), "data.storage": str(ctx.storage_dir(f"memory-{size}-{method}")),
-                "data.pathology": "cardiomegaly" if kind == "cxr" else "mi"})
+                "data.pathology": "cardiomegaly" if kind == "cxr" else "mi", "scaling.launcher": "ray_train"})
             res = run_chain(cfg, verbose=False)
             peaks = stage_peaks(res)
             case = {"size": size, "method": method, "image_shape": list(res.shards.image_shape),
