@@ -23,8 +23,12 @@ def header(cfg) -> dict[str, Any]:
     from xmodal.methods import method
 
     spec, flat = method(cfg.method), flatten(cfg)
-    return {key.split(".", 1)[1]: (flat[key] if spec.applies(key, flat) or key == "loss.strategy" else None)
-            for key in spec.searched}
+    return {key.split(".", 1)[1]: (flat[key] if spec.applies(key, flat) else None) for key in spec.searched}
+
+
+def header_text(cfg, sep: str = ", ") -> str:
+    """The settings of :func:`header` that apply, as ``strategy=topk, k=0.075, ...``."""
+    return sep.join(f"{k}={fmt(v) if isinstance(v, float) else v}" for k, v in header(cfg).items() if v is not None)
 
 
 def portable(cfg):
@@ -111,9 +115,7 @@ def _blocks(results, opts) -> list[tuple[str, Any]]:
     for r in results:
         s = r.summary
         b.append(("h2", r.pathology))
-        h = {k: v for k, v in header(r.config).items() if v is not None}
-        b.append(("p", "Recommended: " + ", ".join(f"{k}={fmt(v) if isinstance(v, float) else v}" for k, v in h.items())
-                  + f". Config: `{r.pathology}/recommended.yaml`; "
+        b.append(("p", "Recommended: " + header_text(r.config) + f". Config: `{r.pathology}/recommended.yaml`; "
                   f"all trials: `{r.pathology}/trials.parquet`."))
         b.append(("p", f"{s['trials']} trials ({s['completed']} completed, {s['stopped']} stopped early by ASHA, "
                        f"{s['errors']} failed), {s['concurrency']} at a time, {s['minutes']:.1f} min."))

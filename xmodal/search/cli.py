@@ -23,6 +23,8 @@ BUDGETS = {  # trials per pathology, refit top-k, seeds, demo subjects (None: th
 
 
 def parser() -> argparse.ArgumentParser:
+    from xmodal.methods import METHODS
+
     p = argparse.ArgumentParser(prog="ahnp_per_pathology.py", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     a = p.add_argument
@@ -30,7 +32,7 @@ def parser() -> argparse.ArgumentParser:
     a("--config", default="", help="base config YAML; default: the demo preset (demo cohort) or the "
                                     "published setup (--data)")
     a("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted-key override of the base config")
-    a("--method", default="", choices=["", "cromotex", "eccl", "ptacl", "dual_phase"],
+    a("--method", default="", choices=["", *METHODS],
       help="sets the image encoder, loss, published defaults, sizes and search space (xmodal/methods.py); "
            "default: cromotex for CXR cohorts, ptacl for cine cohorts")
     a("--cohort", default="", choices=["", "cxr", "cmr"],
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace) -> int:
     from xmodal.config import apply_overrides
     from xmodal.data.manifest import load_manifest
-    from xmodal.report.render import header
+    from xmodal.report.render import header_text
     from xmodal.report.tables import console, fmt
     from xmodal.runtime import ensure_ray
     from xmodal.search.driver import DATA_CPUS_PER_TRIAL
@@ -184,9 +186,7 @@ def _main(args: argparse.Namespace) -> int:
     rows = []
     for r in results:
         s = r.summary
-        shown = " ".join(f"{k}={fmt(v) if isinstance(v, float) else v}" for k, v in header(r.config).items()
-                         if v is not None)
-        rows.append([r.pathology, shown,
+        rows.append([r.pathology, header_text(r.config, " "),
                      fmt(s["val"]["published"]["mean_val_auroc"]), fmt(s["val"]["recommended"]["mean_val_auroc"]),
                      fmt(s["val"]["baseline"]["mean_val_auroc"]), fmt(s["test"]["recommended"]["auroc"])])
     print("\n" + console(["pathology", "recommended", "val published", "val best", "val ECG-only",

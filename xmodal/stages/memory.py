@@ -135,13 +135,14 @@ def feature_shapes(cfg: ExperimentConfig, sh: Shapes) -> dict[str, tuple[int, ..
 def _align(cfg: ExperimentConfig, sh: Shapes, rows: int) -> Probe:
     from xmodal.data.pipeline import MAX_BEATS
     from xmodal.losses.registry import build_loss
+    from xmodal.methods import method
     from xmodal.stages.align import AlignNet
     from xmodal.stages.loop import sum_losses
 
     feats = feature_shapes(cfg, sh)
     batch = {"ecg": torch.zeros(rows, 12, sh.seq_len, dtype=torch.float16), "label": torch.zeros(rows),
              **{c: torch.zeros(rows, *s) for c, s in feats.items()}}
-    if cfg.method == "ptacl":
+    if method(cfg.method).temporal:  # PTACL's phase tokens
         batch["rpeaks"] = torch.zeros(rows, MAX_BEATS, dtype=torch.int32)
         batch["bounds"] = torch.arange(cfg.model.ecg_segments + 1).expand(rows, -1).contiguous()
     loss_fn = build_loss(cfg.loss)

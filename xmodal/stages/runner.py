@@ -144,7 +144,8 @@ def fit(name: str, loop: Callable[[dict], None], *, cfg: ExperimentConfig, store
         datasets: dict[str, Any], loop_config: dict[str, Any], callbacks: list | None = None,
         stages: tuple[str, ...] = (), concurrent_workers: int | None = None,
         verbose: bool = True) -> tuple[dict[str, Any], float]:
-    """Run ``loop`` on a ``TorchTrainer`` named ``name``; return its last checkpoint's blob and the seconds.
+    """Run ``loop`` as the run ``name``, in this process for one CPU worker (:func:`in_process`) or on a
+    ``TorchTrainer``; return its last checkpoint's blob and the seconds.
 
     ``datasets`` named ``train`` or ``*_train`` are split across the workers; the others (validation)
     reach every worker whole. First, the memory a worker will hold is estimated (``stages``: the stages
