@@ -119,7 +119,7 @@ class StageConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     patience: int = 0  # early stop after this many epochs without val improvement (0 = off)
-    seed: int = 0  # added to the experiment seed; refits vary it for align/finetune only
+    seed: int = 0  # added to the experiment seed; the race varies it for align/finetune only
 
 
 @dataclass(frozen=True)
@@ -358,7 +358,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
 
 
 def load_yaml(path: str | Path) -> ExperimentConfig:
-    """Load an ExperimentConfig from YAML. A top-level ``metrics`` block (reports) is ignored."""
+    """Load an ExperimentConfig from YAML. Top-level ``recommended``, ``metrics`` and ``selection`` blocks
+    (a report's recommended.yaml) are ignored."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
@@ -370,7 +371,7 @@ def load_yaml(path: str | Path) -> ExperimentConfig:
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    data = {k: v for k, v in data.items() if k not in ("metrics", "recommended")}
+    data = {k: v for k, v in data.items() if k not in ("metrics", "recommended", "selection")}
     try:
         return from_dict(data)
     except ConfigError as e:

@@ -26,7 +26,7 @@ def test_each_cmr_method_runs_a_smoke_search_with_its_own_encoder_space_and_repo
     storage, reports = tmp_path / "cache", tmp_path / "reports"
     for method in ("ptacl", "eccl", "dual_phase"):
         # The same command a user types (a CMR --method picks the synthetic CMR cohort), one trial each:
-        # the published defaults, then the refit against ECG-only and the final evaluation.
+        # the published defaults, then the race against ECG-only and the final evaluation.
         code = cli.main(["--smoke-test", "--method", method, "--num-samples", "1", "--storage", str(storage),
                          "--reports", str(reports), "--run", method])
         assert code == 0, method
@@ -42,6 +42,8 @@ def test_each_cmr_method_runs_a_smoke_search_with_its_own_encoder_space_and_repo
         assert sampled == set(spec.searched), method
         summary = (reports / method / "summary.md").read_text()
         assert "mi" in summary and (out / "roc.png").stat().st_size > 0 and (out / "history.png").exists()
+        facts = json.loads((reports / method / "summary.json").read_text())["pathologies"]["mi"]
+        assert facts["chosen"] == raw["selection"]["chosen"] and facts["ecg_only_val_auroc"] is not None, method
 
     # The cohort's 64 px x 25-frame cines were stored at the smoke sizes (32 px x 16 frames), never larger.
     metas = [json.loads(p.read_text()) for p in Path(storage).glob("shards/*/meta.json")]

@@ -4,6 +4,7 @@ the cache on an object store as on a cluster."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 pytestmark = [pytest.mark.integration, pytest.mark.own_cluster]
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,6 +124,16 @@ def test_ray_job_submit_smoke_search_on_object_storage_writes_recommended_config
     assert cfg.data.pathology == "cardiomegaly" and cfg.loss.name == "ahnp_supcon"
     trials = pd.read_parquet(run / "cardiomegaly" / "trials.parquet")
     assert len(trials) == 2 and (trials["status"] != "error").all()
+    # The race and the guard: a selection block, and the same facts in summary.json.
+    selection = yaml.safe_load(rec_text)["selection"]
+    assert selection["chosen"] in ("found", "published") and selection["rounds"] >= 1
+    facts = json.loads((run / "summary.json").read_text())["pathologies"]["cardiomegaly"]
+    for key in ("image_only_val_auroc", "ecg_only_val_auroc", "recommended_val_auroc"):
+        assert 0 <= facts[key] <= 1, key
+    assert facts["chosen"] == selection["chosen"]
+    assert set(facts["delta_vs_published"]) == set(facts["delta_vs_ecg_only"]) == {"estimate", "lo", "hi"}
+    race = pd.read_parquet(run / "cardiomegaly" / "race.parquet")
+    assert set(race["candidate"]) >= {"published", "ECG-only"} and (race["status"] == "completed").all()
 
     # Everything the search keeps is on the object store.
     for stage in ("image_pretrain", "ecg_ssl", "align", "finetune"):
@@ -129,7 +141,7 @@ def test_ray_job_submit_smoke_search_on_object_storage_writes_recommended_config
         assert keys and all(st.exists("stages", stage, k, "meta.json") for k in keys), stage
     assert st.listdir("shards") and st.listdir("features")
     assert st.listdir("in_process")  # the one-worker runs' checkpoints (trained in process, not as Train runs)
-    assert {"smoke-cardiomegaly", "smoke-cardiomegaly-refit"} <= set(st.listdir("tune"))
+    assert {"smoke-cardiomegaly", "smoke-cardiomegaly-race-1", "smoke-cardiomegaly-race-2"} <= set(st.listdir("tune"))
     def test_reads() -> list[str]:  # the access log keeps one object per split read
         return [r["purpose"] for key in st.listdir("access") for r in read_access_log(st, key) if r["split"] == "test"]
 

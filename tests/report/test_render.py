@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -32,10 +34,20 @@ def result(tmp_path, monkeypatch):
     y = rng.integers(0, 2, 50)
     roc = {role: {"labels": y, "scores": y + rng.normal(0, 0.8, 50)} for role in ("recommended", "baseline")}
     val = {"mean_val_auroc": 0.8, "sd_val_auroc": 0.02, "mean_val_auprc": 0.5, "n_ok": 2, "config": 0}
+    gain = {"estimate": 0.012, "lo": -0.01, "hi": 0.034}
+    selection = {"rule": "race ...", "chosen": "published", "rounds": 3,
+                 "sentence": "no setting beat the published defaults beyond noise: +0.012 [-0.010, +0.034]",
+                 "delta_vs_published": gain, "delta_vs_ecg_only": {"estimate": 0.05, "lo": 0.01, "hi": 0.09},
+                 "candidates": {"found-1": "strategy=exp", "published": "strategy=topk"},
+                 "seeds": {"found-1": [1, 2, 3], "published": [1, 2, 3]}, "dropped": []}
+    race = [{"candidate": "found-1", "settings": "strategy=exp", "seeds": 3, "val_auroc": 0.81,
+             "gain_vs_published": gain, "fate": "kept to the end"},
+            {"candidate": "published", "settings": "strategy=topk", "seeds": 3, "val_auroc": 0.8,
+             "gain_vs_published": None, "fate": "recommended"}]
     summary = {"val": {r: val for r in ("recommended", "published", "baseline")},
                "test": {r: _metrics(0.75) for r in ("recommended", "published", "baseline")},
                "image_only_val_auroc": 0.9, "trials": 4, "completed": 3, "stopped": 1, "errors": 0,
-               "minutes": 1.5, "concurrency": 2}
+               "minutes": 1.5, "concurrency": 2, "selection": selection, "race": race}
     emb = {"labels": y, "before": rng.normal(size=(50, 16)), "after": rng.normal(size=(50, 16))}
     return PathologyResult("edema", trials, trials.head(2), {"loss.strategy": "exp"}, cfg, summary,
                            {"roc_val": roc, "roc_test": roc, "embeddings": emb})
@@ -68,7 +80,16 @@ def test_pathology_outputs_and_summary(result, tmp_path):
     for png in ("history", "strategies", "roc", "embeddings"):
         assert (out / "edema" / f"{png}.png").stat().st_size > 1000
     md, page = (out / "summary.md").read_text(), (out / "summary.html").read_text()
-    for text in ("published defaults", "best found", "ECG-only baseline", "0.750 [0.650, 0.800]"):
+    for text in ("published defaults", "recommended (the defaults)", "ECG-only baseline", "0.750 [0.650, 0.800]",
+                 "No setting beat the published defaults beyond noise: +0.012 [-0.010, +0.034]",
+                 "+0.050 [+0.010, +0.090] validation AUROC (above 0 beyond noise)", "kept to the end"):
         assert text in md and text in page
+    assert raw["selection"]["chosen"] == "published" and raw["selection"]["delta_vs_published"] == {
+        "estimate": 0.012, "lo": -0.01, "hi": 0.034}
+    facts = json.loads((out / "summary.json").read_text())["pathologies"]["edema"]
+    assert {"image_only_val_auroc", "ecg_only_val_auroc", "recommended_val_auroc", "chosen", "delta_vs_published",
+            "delta_vs_ecg_only"} <= set(facts)
+    assert facts["chosen"] == "published" and facts["delta_vs_ecg_only"]["lo"] == 0.01
+    assert facts["image_only_val_auroc"] == 0.9 and facts["recommended_val_auroc"] == 0.8
     assert "![roc](edema/roc.png)" in md and 'src="edema/roc.png"' in page
     assert str(tmp_path) not in md + page + rec.read_text()

@@ -61,3 +61,14 @@ def test_config_file_keeps_its_settings_unless_method_changes(tmp_path):
         assert _cfg("--config", str(published), "--method", method).model.image_encoder == encoder
     smoke = _cfg("--config", str(own), "--method", "eccl", "--smoke-test", kind="cine")
     assert (smoke.image.size, smoke.image.cine_frames) == (32, 16)
+
+
+def test_race_budget_flags_and_their_refit_aliases():
+    from xmodal.search.cli import BUDGETS, build
+
+    opts, _, _ = build(parser().parse_args(["--race-top", "4", "--race-seeds", "5", "--min-gain", "0.01"]))
+    assert (opts.race_top, opts.race_seeds, opts.min_gain) == (4, 5, 0.01)
+    opts, _, _ = build(parser().parse_args(["--refit-top", "3", "--refit-seeds", "2"]))  # the old names still work
+    assert (opts.race_top, opts.race_seeds, opts.min_gain) == (3, 2, 0.0)
+    opts, _, _ = build(parser().parse_args(["--smoke-test"]))
+    assert (opts.race_top, opts.race_seeds) == (BUDGETS["smoke"]["race_top"], BUDGETS["smoke"]["race_seeds"])

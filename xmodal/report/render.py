@@ -1,5 +1,6 @@
 """Writes a search's outputs: per pathology ``recommended.yaml``, ``trials.parquet`` and figures;
-per run ``summary.md`` and ``summary.html`` (same content, built from one list of blocks).
+per run ``summary.md``, ``summary.html`` (same content, built from one list of blocks) and
+``summary.json`` (the same facts, machine-readable).
 
 Nothing here sees a subject or pair identifier: trials hold overrides and metrics, plots hold
 aggregate curves and anonymous embedding points.
@@ -8,7 +9,9 @@ aggregate curves and anonymous embedding points.
 from __future__ import annotations
 
 import html
+import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +66,13 @@ def write_pathology(res, out: Path) -> None:
                            "published_defaults": {"validation": _clean(s["val"]["published"]),
                                                   "test": _clean(s["test"]["published"])},
                            "ecg_only_baseline": {"validation": _clean(s["val"]["baseline"]),
-                                                 "test": _clean(s["test"]["baseline"])}}}
+                                                 "test": _clean(s["test"]["baseline"])}},
+               "selection": s["selection"]}
     save_yaml(portable(res.config), out / "recommended.yaml", header=header(res.config), extra=metrics,
-              comment=f"xmodal recommended config for {res.pathology}: best mean validation AUROC over "
-                      f"refit seeds.\nTrain it as is: python -m xmodal train --config {_shown(out / 'recommended.yaml')}")
+              comment=f"xmodal recommended config for {res.pathology}: {s['selection']['sentence']}.\n"
+                      f"Train it as is: python -m xmodal train --config {_shown(out / 'recommended.yaml')}")
     res.trials.to_parquet(out / "trials.parquet", index=False)
-    res.refits.to_parquet(out / "refits.parquet", index=False)
+    res.race.to_parquet(out / "race.parquet", index=False)
     figs = {"history": plots.history(res.trials, out / "history.png", f"{res.pathology}: optimisation history"),
             "strategies": plots.strategies(res.trials, out / "strategies.png", f"{res.pathology}: by strategy"),
             "importances": plots.importances(_importances(*res.optuna), out / "importances.png",
@@ -96,13 +100,19 @@ def _importances(db: str, study: str) -> dict[str, float]:
 
 def _blocks(results, opts) -> list[tuple[str, Any]]:
     b: list[tuple[str, Any]] = [("h1", f"xmodal search report — {opts.run}")]
-    b.append(("p", "Validation AUROC is the mean ± sd over refit seeds; test metrics come from one final pass "
-                   "over the test split (seed-ensembled logits, bootstrap 95 % CI) after selection on validation. "
+    b.append(("p", "After the search, its best configs race the published defaults on fresh shared seeds (the "
+                   "ECG-only baseline trains on the same seeds). Validation AUROC is the mean ± sd over those seeds. "
+                   "The best found is recommended only when the lower bound of its paired 95 % CI of the gain over "
+                   "the published defaults (seeds and validation pairs, Bonferroni over the configs raced) exceeds "
+                   f"{opts.min_gain:+g}; otherwise the published defaults are. Test metrics come from one final pass "
+                   "over the test split (seed-ensembled logits, bootstrap 95 % CI) after that choice. "
                    "Inference uses the ECG alone."))
     rows = []
     for r in results:
         s = r.summary
-        for role, name in (("published", "published defaults"), ("recommended", "best found"),
+        chosen = s["selection"]["chosen"]
+        for role, name in (("published", "published defaults"),
+                           ("recommended", f"recommended ({'best found' if chosen == 'found' else 'the defaults'})"),
                            ("baseline", "ECG-only baseline")):
             v, t = s["val"][role], s["test"][role]
             rows.append([r.pathology, name, f"{fmt(v['mean_val_auroc'])} ± {fmt(v['sd_val_auroc'])}",
@@ -114,15 +124,64 @@ def _blocks(results, opts) -> list[tuple[str, Any]]:
                          "test AUROC seed sd"], rows)))
     for r in results:
         s = r.summary
+        sel = s["selection"]
         b.append(("h2", r.pathology))
+        b.append(("p", f"**{sel['sentence'][0].upper() + sel['sentence'][1:]}.** The recommendation against ECG-only: "
+                       f"{_interval(sel['delta_vs_ecg_only'])} validation AUROC ({_beyond(sel['delta_vs_ecg_only'])})."))
         b.append(("p", "Recommended: " + header_text(r.config) + f". Config: `{r.pathology}/recommended.yaml`; "
-                  f"all trials: `{r.pathology}/trials.parquet`."))
+                  f"all trials: `{r.pathology}/trials.parquet`; the race: `{r.pathology}/race.parquet`."))
+        b.append(("table", (["candidate", "settings", "seeds", "val AUROC", "gain vs published [CI]", "outcome"],
+                            [[x["candidate"], x["settings"], str(x["seeds"]), fmt(x["val_auroc"]),
+                              _interval(x["gain_vs_published"]) if x["gain_vs_published"] else "",
+                              x["fate"]] for x in s["race"]])))
         b.append(("p", f"{s['trials']} trials ({s['completed']} completed, {s['stopped']} stopped early by ASHA, "
-                       f"{s['errors']} failed), {s['concurrency']} at a time, {s['minutes']:.1f} min."))
+                       f"{s['errors']} failed), {s['concurrency']} at a time; the race ran {sel['rounds']} round(s); "
+                       f"{s['minutes']:.1f} min."))
         for key in ("history", "importances", "strategies", "roc", "embeddings"):
             if key in s.get("figures", {}):
                 b.append(("img", (key, s["figures"][key])))
     return b
+
+
+def _interval(d: dict) -> str:
+    if d.get("estimate") is None:
+        return "–"
+    return f"{d['estimate']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
+
+
+def _beyond(d: dict) -> str:
+    if d.get("lo") is None:
+        return "not measured"
+    return "above 0 beyond noise" if d["lo"] > 0 else "below 0 beyond noise" if d["hi"] < 0 else "within noise"
+
+
+def summary_json(results, opts) -> dict[str, Any]:
+    """``summary.json``: the facts of ``summary.md``, machine-readable (no identifiers)."""
+    out: dict[str, Any] = {"run": opts.run, "min_gain": opts.min_gain, "pathologies": {}}
+    for r in results:
+        s, sel = r.summary, r.summary["selection"]
+        out["method"] = r.config.method
+        out["rule"] = sel["rule"]
+        out["pathologies"][r.pathology] = {
+            "image_only_val_auroc": _num(s["image_only_val_auroc"]),
+            "ecg_only_val_auroc": _num(s["val"]["baseline"]["mean_val_auroc"]),
+            "published_val_auroc": _num(s["val"]["published"]["mean_val_auroc"]),
+            "recommended_val_auroc": _num(s["val"]["recommended"]["mean_val_auroc"]),
+            "chosen": sel["chosen"], "sentence": sel["sentence"],
+            "delta_vs_published": sel["delta_vs_published"], "delta_vs_ecg_only": sel["delta_vs_ecg_only"],
+            "recommended": header(r.config),
+            "test_auroc": {_ROLE[role]: {"estimate": _num(t["auroc"]), "lo": _num(t["auroc_lo"]),
+                                         "hi": _num(t["auroc_hi"])} for role, t in s["test"].items()},
+            "race": [{**x, "val_auroc": _num(x["val_auroc"])} for x in s["race"]], "seeds": sel["seeds"], "dropped": sel["dropped"],
+            "trials": {k: s[k] for k in ("trials", "completed", "stopped", "errors")}, "minutes": round(s["minutes"], 2)}
+    return out
+
+
+_ROLE = {"recommended": "recommended", "published": "published", "baseline": "ecg_only"}
+
+
+def _num(v) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 4)
 
 
 def write_summary(results, out: Path, opts) -> None:
@@ -130,6 +189,7 @@ def write_summary(results, out: Path, opts) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.md").write_text(_markdown(blocks))
     (out / "summary.html").write_text(_html(blocks))
+    (out / "summary.json").write_text(json.dumps(summary_json(results, opts), indent=1) + "\n")
 
 
 def _markdown(blocks) -> str:
@@ -154,7 +214,7 @@ def _html(blocks) -> str:
         if kind in ("h1", "h2"):
             body.append(f"<{kind}>{html.escape(val)}</{kind}>")
         elif kind == "p":
-            body.append(f"<p>{html.escape(val).replace('`', '')}</p>")
+            body.append("<p>" + re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(val).replace("`", "")) + "</p>")
         elif kind == "table":
             head, rows = val
             th = "".join(f"<th>{html.escape(str(h))}</th>" for h in head)

@@ -41,8 +41,9 @@ class SearchOptions:
     gpus_per_worker: float = 0.0  # fractional allowed, e.g. 0.25
     grace_period: int = 2  # ASHA: epochs every trial gets before it may be stopped
     reduction_factor: int = 2
-    refit_top: int = 2  # best distinct configs refit with several seeds
-    refit_seeds: int = 3
+    race_top: int = 2  # K: best distinct configs found that race the published defaults (search/race.py)
+    race_seeds: int = 3  # seeds the race may spend on each candidate (fresh: not the search's)
+    min_gain: float = 0.0  # the guard: AUROC the best found must beat the published defaults by (CI lower bound)
     seed: int = 0
     warm_start: bool = False  # seed each pathology's study with the previous pathologies' best points
     resume: bool = False
@@ -53,7 +54,7 @@ class SearchOptions:
 
 
 def trial(config: dict[str, Any], base: dict[str, Any]) -> None:
-    """Tune function: one point of the space (or one refit) -> the chain -> final validation metrics."""
+    """Tune function: one point of the space (or one race run) -> the chain -> final validation metrics."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 

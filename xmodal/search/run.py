@@ -1,5 +1,6 @@
-"""The whole per-pathology search: shared stages once, Tune search, seed refits, one final test pass,
-recommended configs and the report.
+"""The whole per-pathology search: shared stages once, Tune search, the race of the best against the
+published defaults on shared seeds (:mod:`xmodal.search.race`), one final test pass, recommended configs
+and the report.
 
 Pathologies run one after another in one job (each ``Tuner`` already fills the cluster with
 concurrent trials). To run pathologies concurrently on a large cluster, submit one job per
@@ -20,6 +21,7 @@ import pandas as pd
 from xmodal.config import ExperimentConfig, apply_overrides
 from xmodal.errors import SearchError
 from xmodal.search.driver import SearchOptions, base_for, max_concurrent, overrides_of, refit, tune_pathology
+from xmodal.search.race import Interval, Race, RaceRules, Selection, auroc, delong_components, gain_of
 from xmodal.search.progress import ProgressLine
 from xmodal.search.space import SearchSpace, published_point
 from xmodal.storage import Storage
@@ -32,7 +34,7 @@ CMR_PATHOLOGIES = ("mi", "cardiomyopathy", "af", "hf")
 class PathologyResult:
     pathology: str
     trials: pd.DataFrame
-    refits: pd.DataFrame
+    race: pd.DataFrame  # one row per trained (candidate, seed) of the race
     recommended: dict[str, Any]  # overrides of the recommended config
     config: ExperimentConfig
     summary: dict[str, Any] = field(default_factory=dict)  # val/test tables for the report
@@ -59,27 +61,6 @@ def validate_pathologies(pathologies: list[str], manifest: pd.DataFrame, where: 
             raise SearchError(f"{where}: {problem}")
 
 
-def _group(refits: pd.DataFrame, configs: list[dict], seeds: int) -> pd.DataFrame:
-    """Mean/sd validation AUROC per refit config, over its seeds (matched by their overrides)."""
-    keyed = [overrides_of(r) for _, r in refits.iterrows()]
-    rows = []
-    for ci, over in enumerate(configs):
-        runs = [{**over, "align.seed": s, "finetune.seed": s} for s in range(seeds)]
-        block = refits.iloc[[i for i, k in enumerate(keyed) if any(_same(k, r) for r in runs)]]
-        vals = block["val_auroc"].astype(float)
-        rows.append({"config": ci, "mean_val_auroc": vals.mean(), "sd_val_auroc": vals.std(ddof=0),
-                     "mean_val_auprc": block["val_auprc"].astype(float).mean(), "n_ok": int(vals.notna().sum())})
-    return pd.DataFrame(rows)
-
-
-def pick_recommended(grouped: pd.DataFrame, n_candidates: int) -> int:
-    """Row of the refit config with the best mean validation AUROC among the first ``n_candidates`` (the
-    best found and the published defaults, not the ECG-only baseline): when the published defaults refit
-    better than every config the search found, they are the recommendation, so a search never
-    recommends worse than the defaults it started from."""
-    return int(grouped.iloc[:n_candidates]["mean_val_auroc"].idxmax())
-
-
 def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: SearchOptions, *,
                cluster: dict, storage: str, warm_points: list[dict]) -> PathologyResult:
     from xmodal.stages.chain import check_cohort, predict_many, prepare, run_shared
@@ -103,53 +84,160 @@ def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: 
     if done.empty:
         raise SearchError(f"{pathology}: every trial failed; first error: {trials['error'].iloc[0]}")
 
-    # Refit: the best distinct configs, the published defaults and the ECG-only baseline, several seeds each.
-    top: list[dict] = []
-    for _, row in done.iterrows():
-        over = overrides_of(row)
-        if over not in top:
-            top.append(over)
-        if len(top) == opts.refit_top:
-            break
-    published = published_point(base.method, base.align.lr)
-    baseline = {"finetune.init": "ssl"}
-    published_ci = next((i for i, c in enumerate(top) if _same(c, published)), None)
-    if published_ci is None:
-        top_and_published, published_ci = top + [published], len(top)
-    else:  # the published defaults are among the best: refit them once
-        top_and_published = top
-    configs = top_and_published + [baseline]
-    seeded = [{**c, "align.seed": s, "finetune.seed": s} for c in configs for s in range(opts.refit_seeds)]
-    print(f"== {pathology}: refitting {len(top)} best (published defaults "
-          f"{'among them' if len(top_and_published) == len(top) else 'added'}) + ECG-only baseline "
-          f"× {opts.refit_seeds} seeds")
-    refits = refit(seeded, base, opts, storage=storage, tag="refit", callbacks=[ProgressLine(pathology, len(seeded),
-                                                                                            "refit")],
-                   concurrency=conc)
-    grouped = _group(refits, configs, opts.refit_seeds)
-    best_ci = pick_recommended(grouped, len(top_and_published))
-    recommended = top_and_published[best_ci]
+    racers, published_ci = race_entrants(done, published_point(base.method, base.align.lr), opts.race_top)
+    print(f"== {pathology}: racing {len(racers) - 1} best found against the published defaults on up to "
+          f"{opts.race_seeds} fresh seeds, with the ECG-only baseline on the same seeds")
+    race, frame, logits = race_pathology(base, racers, published_ci, opts, shards=shards, store=store,
+                                         storage=storage, concurrency=conc)
+    sel = race.verdict()
+    recommended = racers[sel.winner]
+    seeds = [s for s in sel.seeds[sel.winner] if (BASELINE_ROLE, s) in logits]  # shared with ECG-only
+    if not seeds:
+        raise SearchError(f"{pathology}: the ECG-only baseline failed on every seed the recommendation trained on")
+    y = race.labels
+    ecg_only = gain_of([race.scores[sel.winner][s] for s in seeds],
+                       [delong_components(y, logits[BASELINE_ROLE, s]) for s in seeds])
+    print(f"== {pathology}: {sel.sentence}")
 
-    # One pass over the test split, for the recommended config's seeds, published defaults and baseline.
-    roles = {"recommended": best_ci, "published": published_ci, "baseline": len(configs) - 1}
-    members = {role: [apply_overrides(base, seeded[ci * opts.refit_seeds + s]) for s in range(opts.refit_seeds)]
-               for role, ci in roles.items()}
+    # One pass over the test split: the recommendation, the published defaults and ECG-only, on their race seeds.
+    members = {"recommended": [seeded(base, recommended, s) for s in seeds],
+               "published": [seeded(base, racers[published_ci], s) for s in sel.seeds[published_ci]],
+               "baseline": [seeded(base, BASELINE, s) for s in seeds]}
     test = predict_many(shards, store, members, split="test")
-    val = predict_many(shards, store, {"recommended": members["recommended"][:1],
-                                       "baseline": members["baseline"][:1]}, split="val")
     rec_cfg = members["recommended"][0]
     aligned_from_ssl = rec_cfg.finetune.init == "align" and rec_cfg.align.init == "ssl"
     emb = _embeddings(rec_cfg, shards, store) if aligned_from_ssl else {}
 
-    summary = {"val": {role: grouped.iloc[ci].to_dict() for role, ci in roles.items()},
-               "test": {role: v["metrics"] for role, v in test.items()},
+    val_of = {"recommended": (sel.winner, seeds), "published": (published_ci, sel.seeds[published_ci]),
+              "baseline": (BASELINE_ROLE, seeds)}
+    val = {role: _val_summary(y, [logits[c, s] for s in ss]) for role, (c, ss) in val_of.items()}
+    summary = {"val": val, "test": {role: v["metrics"] for role, v in test.items()},
                "image_only_val_auroc": _image_only(shared, pathology),
+               "selection": selection_block(sel, racers, published_ci, base, ecg_only),
+               "race": race_table(race, racers, base),
                "trials": int(len(trials)), "completed": int(len(done)),
                "stopped": int((trials["status"] == "stopped").sum()), "errors": int((trials["status"] == "error").sum()),
                "minutes": (time.time() - t0) / 60, "concurrency": conc}
-    artefacts = {"roc_val": val, "roc_test": test, "embeddings": emb}
-    return PathologyResult(pathology, trials, refits, recommended, apply_overrides(base, recommended), summary,
+    roc_val = {role: {"labels": y, "scores": np.mean([logits[c, s] for s in ss], axis=0)}
+               for role, (c, ss) in val_of.items() if role != "published"}
+    artefacts = {"roc_val": roc_val, "roc_test": test, "embeddings": emb}
+    return PathologyResult(pathology, trials, frame, recommended, apply_overrides(base, recommended), summary,
                            artefacts, (db, study))
+
+
+BASELINE = {"finetune.init": "ssl"}  # ECG-only: fine-tuned from the SSL encoder, no alignment
+BASELINE_ROLE = -1  # the baseline's index in the race's logits (not a racer)
+
+
+def race_entrants(done: pd.DataFrame, published: dict, k: int) -> tuple[list[dict], int]:
+    """The best ``k`` distinct completed configs other than the published defaults, then the published
+    defaults (last); returns ``(configs, index of the published defaults)``."""
+    found: list[dict] = []
+    for _, row in done.iterrows():
+        over = overrides_of(row)
+        if len(found) < k and not _same(over, published) and not any(_same(over, f) for f in found):
+            found.append(over)
+    return found + [published], len(found)
+
+
+def race_seeds(opts: SearchOptions) -> list[int]:
+    """The race's seeds: fresh ones, after the seed every search trial trains with (``align.seed`` 0)."""
+    return list(range(1, opts.race_seeds + 1))
+
+
+def seeded(base: ExperimentConfig, over: dict, seed: int) -> ExperimentConfig:
+    return apply_overrides(base, seed_overrides(over, seed))
+
+
+def seed_overrides(over: dict, seed: int) -> dict:
+    return {**over, "align.seed": seed, "finetune.seed": seed}
+
+
+def race_pathology(base: ExperimentConfig, racers: list[dict], published: int, opts: SearchOptions, *, shards,
+                   store, storage: str, concurrency: int) -> tuple[Race, pd.DataFrame, dict]:
+    """Run the race: each round trains the candidates still in it and the ECG-only baseline on one more seed
+    (one Tune run per round, resumable), scores them all on the validation pairs and lets :class:`Race`
+    drop the clearly worse. Returns the race, one row per trained (candidate, seed) and their validation
+    logits by ``(candidate or BASELINE_ROLE, seed)``."""
+    from xmodal.stages.chain import predict_many
+
+    race = Race(len(racers), published, race_seeds(opts), RaceRules(min_gain=opts.min_gain))
+    logits: dict[tuple[int, int], np.ndarray] = {}
+    rows = []
+    while (nxt := race.pending()) is not None:
+        seed, alive = nxt
+        entries = [(c, racers[c]) for c in alive] + [(BASELINE_ROLE, BASELINE)]
+        runs = [seed_overrides(over, seed) for _, over in entries]
+        frame = refit(runs, base, opts, storage=storage, tag=f"race-{race.rounds + 1}", concurrency=concurrency,
+                      callbacks=[ProgressLine(base.data.pathology, len(runs), f"race round {race.rounds + 1}")])
+        status = [_status_of(frame, run) for run in runs]
+        ok = {i: apply_overrides(base, run) for i, run in enumerate(runs) if status[i] == "completed"}
+        pred = predict_many(shards, store, {str(i): [c] for i, c in ok.items()}, split="val", n_boot=0) if ok else {}
+        labels = next(iter(pred.values()))["labels"] if pred else None
+        for i, (c, _) in enumerate(entries):
+            if i in ok:
+                logits[c, seed] = pred[str(i)]["scores"]
+            rows.append({"round": race.rounds + 1, "candidate": _name(c, published), "seed": seed,
+                         **{f"param:{k}": v for k, v in runs[i].items()}, "status": status[i],
+                         "val_auroc": pred[str(i)]["metrics"]["auroc"] if i in ok else None})
+        if labels is None:
+            raise SearchError(f"{base.data.pathology}: every race trial of round {race.rounds + 1} failed")
+        race.record(seed, labels, {c: logits.get((c, seed)) for c, _ in entries if c != BASELINE_ROLE})
+    return race, pd.DataFrame(rows), logits
+
+
+def _status_of(frame: pd.DataFrame, run: dict) -> str:
+    for _, row in frame.iterrows():
+        if _same(overrides_of(row), run):
+            return row["status"]
+    return "error"
+
+
+def _name(c: int, published: int) -> str:
+    return "ECG-only" if c == BASELINE_ROLE else "published" if c == published else f"found-{c + 1}"
+
+
+def _val_summary(y: np.ndarray, member_logits: list[np.ndarray]) -> dict[str, float]:
+    """Mean/sd over seeds of the validation AUROC and mean AUPRC (the report's validation columns)."""
+    from sklearn.metrics import average_precision_score
+
+    aucs = [auroc(y, s) for s in member_logits]
+    return {"mean_val_auroc": float(np.mean(aucs)), "sd_val_auroc": float(np.std(aucs)),
+            "mean_val_auprc": float(np.mean([average_precision_score(y, s) for s in member_logits])),
+            "n_ok": len(aucs)}
+
+
+def selection_block(sel: Selection, racers: list[dict], published: int, base: ExperimentConfig,
+                    ecg_only: Interval) -> dict:
+    """The ``selection`` block of ``recommended.yaml`` (and of ``summary.json``)."""
+    from xmodal.report.render import header_text
+
+    names = {c: _name(c, published) for c in range(len(racers))}
+    return {"rule": sel.rule, "chosen": sel.chosen, "sentence": sel.sentence,
+            "delta_vs_published": sel.delta_vs_published.to_dict() if sel.delta_vs_published else
+            {"estimate": None, "lo": None, "hi": None},
+            "delta_vs_ecg_only": ecg_only.to_dict(),
+            "candidates": {names[c]: header_text(apply_overrides(base, racers[c])) for c in range(len(racers))},
+            "seeds": {names[c]: list(sel.seeds[c]) for c in range(len(racers))},
+            "dropped": [{"candidate": names[c], "round": r, "reason": why} for c, (r, why) in sel.dropped.items()],
+            "rounds": sel.rounds}
+
+
+def race_table(race: Race, racers: list[dict], base: ExperimentConfig) -> list[dict]:
+    """One row per racer: its settings, seeds, mean validation AUROC, gain over the published defaults
+    (the guard's interval) and fate."""
+    from xmodal.report.render import header_text
+
+    sel = race.verdict()
+    rows = []
+    for c in range(race.n):
+        gain = race.gain_over_published(c) if c != race.published else None
+        fate = ("recommended" if c == sel.winner else f"dropped in round {race.dropped[c][0]}" if c in race.dropped
+                else "kept to the end")
+        rows.append({"candidate": _name(c, race.published), "settings": header_text(apply_overrides(base, racers[c])),
+                     "seeds": len(sel.seeds[c]), "val_auroc": race.mean_auroc(c),
+                     "gain_vs_published": gain.to_dict() if gain else None, "fate": fate})
+    return rows
 
 
 def _same(a: dict, b: dict) -> bool:
