@@ -17,9 +17,9 @@ def test_same_ignores_float_noise_but_not_values():
     assert not _same({"loss.tau": 0.01}, {"loss.tau": 0.01, "loss.k": 0.1})
 
 
-def _trials(rows):
-    return pd.DataFrame([{**{f"param:{k}": v for k, v in over.items()}, "val_auroc": auc, "status": "completed"}
-                         for over, auc in rows]).sort_values("val_auroc", ascending=False)
+def _trials(rows, status="completed"):
+    return pd.DataFrame([{**{f"param:{k}": v for k, v in over.items()}, "val_auroc": auc if status == "completed"
+                          else None, "last_val_auroc": auc, "status": status} for over, auc in rows])
 
 
 def test_race_entrants_are_the_best_distinct_found_then_the_published_defaults():
@@ -28,8 +28,14 @@ def test_race_entrants_are_the_best_distinct_found_then_the_published_defaults()
                     ({"loss.tau": 0.3}, 0.7), ({"loss.tau": 0.4}, 0.6)])
     racers, pub = race_entrants(done, published, k=2)
     assert racers == [{"loss.tau": 0.2}, {"loss.tau": 0.3}, published] and pub == 2
-    racers, pub = race_entrants(_trials([({"loss.tau": 0.1}, 0.9)]), published, k=2)
+    only = _trials([({"loss.tau": 0.1}, 0.9)])
+    racers, pub = race_entrants(only, published, k=2)
     assert racers == [published] and pub == 0  # the search found nothing else: no challenger
+    # Too few completed: the trials ASHA stopped fill the race, best last AUROC first; failed ones never.
+    mixed = pd.concat([only, _trials([({"loss.tau": 0.3}, 0.6), ({"loss.tau": 0.4}, 0.7)], "stopped"),
+                       _trials([({"loss.tau": 0.5}, 0.95)], "error")])
+    racers, pub = race_entrants(mixed, published, k=3)
+    assert racers == [{"loss.tau": 0.4}, {"loss.tau": 0.3}, published] and pub == 2
 
 
 def test_race_runs_are_matched_to_their_trials_whatever_their_order():

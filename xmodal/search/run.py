@@ -84,7 +84,7 @@ def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: 
     if done.empty:
         raise SearchError(f"{pathology}: every trial failed; first error: {trials['error'].iloc[0]}")
 
-    racers, published_ci = race_entrants(done, published_point(base.method, base.align.lr), opts.race_top)
+    racers, published_ci = race_entrants(trials, published_point(base.method, base.align.lr), opts.race_top)
     print(f"== {pathology}: racing {len(racers) - 1} best found against the published defaults on up to "
           f"{opts.race_seeds} fresh seeds, with the ECG-only baseline on the same seeds")
     race, frame, logits = race_pathology(base, racers, published_ci, opts, shards=shards, store=store,
@@ -129,11 +129,17 @@ BASELINE = {"finetune.init": "ssl"}  # ECG-only: fine-tuned from the SSL encoder
 BASELINE_ROLE = -1  # the baseline's index in the race's logits (not a racer)
 
 
-def race_entrants(done: pd.DataFrame, published: dict, k: int) -> tuple[list[dict], int]:
-    """The best ``k`` distinct completed configs other than the published defaults, then the published
-    defaults (last); returns ``(configs, index of the published defaults)``."""
+def race_entrants(trials: pd.DataFrame, published: dict, k: int) -> tuple[list[dict], int]:
+    """The best ``k`` distinct configs other than the published defaults, then the published defaults
+    (last); returns ``(configs, index of the published defaults)``.
+
+    Completed trials come first, by validation AUROC; when fewer than ``k`` completed, the trials ASHA
+    stopped fill the race, by their last validation AUROC (ASHA's early judgement is the noisy one the
+    race exists to check). Failed trials never enter."""
+    done = trials[trials["status"] == "completed"].sort_values("val_auroc", ascending=False)
+    stopped = trials[trials["status"] == "stopped"].sort_values("last_val_auroc", ascending=False)
     found: list[dict] = []
-    for _, row in done.iterrows():
+    for _, row in pd.concat([done, stopped]).iterrows():
         over = overrides_of(row)
         if len(found) < k and not _same(over, published) and not any(_same(over, f) for f in found):
             found.append(over)
