@@ -1,5 +1,5 @@
-"""MIMIC-IV-ECG + MIMIC-CXR manifest builder: hand-written CSVs with known pairs, and a synthetic
-cohort checked against a plain sequential reference of the pairing rule."""
+"""MIMIC-IV-ECG + MIMIC-CXR manifest builder: hand-written CSVs with known pairs and labels, and a
+synthetic cohort checked against a plain sequential reference of the pairing rule."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from xmodal.data.chexpert import BLANK_POLICIES, label_policies
 from xmodal.data.manifest import check_no_leakage, load_manifest
 from xmodal.data.mimic import build_mimic_manifest, greedy_match, main
 from xmodal.data.splits import assign_splits
@@ -46,7 +47,7 @@ IMAGES = [  # dicom_id, subject, study, view, time
     ("d-s7-pa", "10000007", "50000009", "PA", "2150-07-01 09:30:15.5"),
     ("d-s8-pa", "10000008", "50000010", "PA", "2150-03-01 08:00:00"),
 ]
-CHEXPERT = [  # subject, study, Cardiomegaly, Pleural Effusion, Edema (None = blank); 50000010 has no row
+CHEXPERT = [  # subject, study, Cardiomegaly, Pleural Effusion, Edema[, No Finding] (None = blank); 50000010 has no row
     ("10000001", "50000001", -1, None, 1),
     ("10000003", "50000004", 1, -1, 0),
     ("10000004", "50000005", 0, 0, 0),
@@ -69,7 +70,8 @@ def write_mimic(root: Path, ecgs=ECGS, images=IMAGES, chexpert=CHEXPERT) -> tupl
         meta.append({"dicom_id": d, "subject_id": s, "study_id": st, "ViewPosition": view,
                      "StudyDate": when.strftime("%Y%m%d"), "StudyTime": when.strftime("%H%M%S.%f").rstrip("0")})
     pd.DataFrame(meta).to_csv(cxr_root / "mimic-cxr-2.0.0-metadata.csv", index=False)
-    pd.DataFrame(chexpert, columns=["subject_id", "study_id", *LABELS]).to_csv(
+    columns = ["subject_id", "study_id", *LABELS, "No Finding"][:max(len(r) for r in chexpert)]
+    pd.DataFrame(chexpert, columns=columns).to_csv(
         cxr_root / "mimic-cxr-2.0.0-chexpert.csv.gz", index=False)  # .gz as PhysioNet ships it
     return ecg_root, cxr_root
 
@@ -90,7 +92,7 @@ def test_pairs_and_funnel_counts(mimic, tmp_path):
                             ("CXR images", 11), ("frontal images (PA/AP)", 9),
                             ("frontal images of subjects with an ECG", 7),
                             ("frontal images with an ECG within ±24 h", 6), ("pairs (each ECG used once)", 5)]
-    assert report.pairs == 5 and "1 pair(s) have no CheXpert row" in report.notes[0]
+    assert report.pairs == 5 and report.notes[0].startswith("1 pair(s) have no CheXpert row for their study (1 study)")
     df = load_manifest(tmp_path / "m.parquet")
     row = df.set_index("pair_id").loc["40000001-d-s1-pa"]
     assert row["ecg_path"] == str(mimic[0] / "files/p1000/p10000001/s40000001/40000001.hea")
@@ -139,6 +141,90 @@ def test_uncertain_policy(mimic, tmp_path, policy, value):
         build_mimic_manifest(*mimic, tmp_path / "x.parquet", uncertain="maybe")
 
 
+# Blank cells: not mentioned in the report, unlike a study with no CheXpert row at all (50000010)
+BLANK_CHEXPERT = [  # subject, study, Cardiomegaly, Pleural Effusion, Edema, No Finding (None = blank)
+    ("10000001", "50000001", -1, None, 1, None),  # uncertain, blank, positive
+    ("10000003", "50000004", None, None, None, 1),  # No Finding = 1, nothing else mentioned
+    ("10000004", "50000005", None, None, None, None),  # nothing mentioned at all
+    ("10000004", "50000006", 0, None, None, 1),  # one negative mentioned, No Finding = 1
+]
+NAN = np.nan
+BLANK_EXPECTED = {  # pair -> labels under --blank nan / negative / negative_if_no_finding (--uncertain zeros)
+    "40000001-d-s1-pa": ([0, NAN, 1], [0, 0, 1], [0, NAN, 1]),
+    "40000003-d-s3-b": ([NAN, NAN, NAN], [0, 0, 0], [0, 0, 0]),
+    "40000006-d-s4-a": ([NAN, NAN, NAN], [0, 0, 0], [NAN, NAN, NAN]),
+    "40000005-d-s4-b": ([0, NAN, NAN], [0, 0, 0], [0, 0, 0]),
+    "40000008-d-s8-pa": ([NAN, NAN, NAN], [NAN, NAN, NAN], [NAN, NAN, NAN]),  # no CheXpert row
+}
+
+
+def labels_of(path) -> pd.DataFrame:
+    return load_manifest(path).set_index("pair_id")[["cardiomegaly", "pleural_effusion", "edema"]]
+
+
+@pytest.mark.parametrize("k, policy", list(enumerate(BLANK_POLICIES)))
+def test_blank_policy(tmp_path, k, policy):
+    cohort = write_mimic(tmp_path / "in", chexpert=BLANK_CHEXPERT)
+    report = build_mimic_manifest(*cohort, tmp_path / "m.parquet", blank=policy)
+    labels = labels_of(tmp_path / "m.parquet")
+    for pid, rows in BLANK_EXPECTED.items():
+        np.testing.assert_array_equal(labels.loc[pid].to_numpy(), rows[k], err_msg=f"{pid} under {policy}")
+    assert label_policies(tmp_path / "m.parquet") == {"uncertain": "zeros", "blank": policy}
+    assert report.notes[0] == "1 pair(s) have no CheXpert row for their study (1 study): labels NaN under every policy"
+    silent = {"nan": 2, "negative": 0, "negative_if_no_finding": 1}[policy]  # rows that mention none of the labels
+    assert [n for n in report.notes if "mentions none of" in n] == ([
+        f"{silent} pair(s) have a CheXpert row that mentions none of Cardiomegaly, Pleural Effusion, Edema "
+        f"(all blank): labels NaN under --blank {policy}"] if silent else [])
+
+
+def test_label_counts_before_and_after_the_policies(tmp_path):
+    cohort = write_mimic(tmp_path / "in", chexpert=BLANK_CHEXPERT)
+    report = build_mimic_manifest(*cohort, tmp_path / "m.parquet", blank="negative_if_no_finding")
+    counts = report.label_counts
+    assert list(counts.columns) == ["positive", "negative", "uncertain", "blank", "no_row",
+                                    "out_positive", "out_negative", "out_nan"]
+    assert counts.loc["cardiomegaly"].tolist() == [0, 1, 1, 2, 1, 0, 3, 2]  # -1 -> 0; one blank under No Finding
+    assert counts.loc["pleural_effusion"].tolist() == [0, 0, 0, 4, 1, 0, 2, 3]
+    assert counts.loc["edema"].tolist() == [1, 0, 0, 3, 1, 1, 2, 2]
+    assert (counts.iloc[:, :5].sum(axis=1) == 5).all() and (counts.iloc[:, 5:].sum(axis=1) == 5).all()
+    for name, st in report.labels.items():  # "after" agrees with the manifest's own statistics
+        assert counts.loc[name, ["out_positive", "out_negative", "out_nan"]].tolist() == \
+            [st["positive"], st["negative"], st["unknown"]]
+    text = str(report)
+    assert "label policies: uncertain=zeros (-1 -> 0), blank=negative_if_no_finding (blank -> 0 where No Finding = 1" \
+        in text
+    assert "  cardiomegaly               0         1         1         2         1  |        0         3         2" \
+        in text
+    assert text.index("CheXpert values of the 5 pairs") < text.index("note: 1 pair(s) have no CheXpert row")
+
+
+def test_uncertain_is_governed_by_uncertain_not_blank(tmp_path):
+    cohort = write_mimic(tmp_path / "in", chexpert=BLANK_CHEXPERT)
+    for uncertain, value in (("ignore", NAN), ("ones", 1.0), ("zeros", 0.0)):
+        out = tmp_path / f"{uncertain}.parquet"
+        report = build_mimic_manifest(*cohort, out, uncertain=uncertain, blank="negative")
+        np.testing.assert_array_equal(labels_of(out).loc["40000001-d-s1-pa"].to_numpy(), [value, 0, 1])
+        assert report.label_counts.loc["cardiomegaly", "uncertain"] == 1
+        assert label_policies(out) == {"uncertain": uncertain, "blank": "negative"}
+
+
+def test_no_row_note_only_when_a_study_has_no_row(tmp_path):
+    cohort = write_mimic(tmp_path / "in", chexpert=BLANK_CHEXPERT + [("10000008", "50000010", 1, 1, 1, None)])
+    report = build_mimic_manifest(*cohort, tmp_path / "m.parquet", blank="negative")
+    assert not any("no CheXpert row" in n for n in report.notes)
+    assert (report.label_counts["no_row"] == 0).all()
+    np.testing.assert_array_equal(labels_of(tmp_path / "m.parquet").loc["40000008-d-s8-pa"].to_numpy(), [1, 1, 1])
+
+
+def test_policy_errors_are_one_line(mimic, tmp_path):
+    with pytest.raises(ConfigError, match=r"^blank='zero' is not one of nan, negative, negative_if_no_finding$"):
+        build_mimic_manifest(*mimic, tmp_path / "m.parquet", blank="zero")
+    with pytest.raises(ManifestError, match=r"missing column\(s\) No Finding \(No Finding: --blank "
+                                            r"negative_if_no_finding needs it\); found"):
+        build_mimic_manifest(*mimic, tmp_path / "m.parquet", blank="negative_if_no_finding")  # CSV without it
+    assert not (tmp_path / "m.parquet").exists()
+
+
 def test_splits_are_by_subject_and_leak_free(mimic, tmp_path):
     build_mimic_manifest(*mimic, tmp_path / "m.parquet", split_seed=5, fractions=(0.5, 0.25, 0.25))
     df = load_manifest(tmp_path / "m.parquet")
@@ -181,7 +267,20 @@ def test_cli_builds_and_prints_the_report(mimic, tmp_path, capsys):
           "--window-hours", "26", "--uncertain", "ones"])
     out = capsys.readouterr().out
     assert "pairs (each ECG used once)" in out and "cardiomegaly" in out
+    assert "label policies: uncertain=ones (-1 -> 1), blank=nan (blank -> NaN)" in out
     assert pair_ids(tmp_path / "m.parquet") == DEFAULT_PAIRS | {"40000002-d-s2-ap"}
+
+
+def test_cli_blank_reaches_the_builder(tmp_path, capsys):
+    ecg_root, cxr_root = write_mimic(tmp_path / "in", chexpert=BLANK_CHEXPERT)
+    args = ["--ecg-root", str(ecg_root), "--cxr-root", str(cxr_root), "--out", str(tmp_path / "m.parquet")]
+    main(args + ["--blank", "negative_if_no_finding"])
+    assert label_policies(tmp_path / "m.parquet") == {"uncertain": "zeros", "blank": "negative_if_no_finding"}
+    np.testing.assert_array_equal(labels_of(tmp_path / "m.parquet").loc["40000003-d-s3-b"].to_numpy(), [0, 0, 0])
+    assert "blank=negative_if_no_finding" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(args + ["--blank", "zero"])
+    assert "argument --blank: invalid choice: 'zero'" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,3 +378,25 @@ def test_synthetic_uncertain_labels_follow_the_policy(small_cohort, tmp_path):
     assert out["ignore"][unsure].isna().all()
     for policy in out:  # everything else is the same under every policy
         np.testing.assert_array_equal(out[policy][~unsure].to_numpy(), raw[~unsure])
+
+
+def test_synthetic_blank_labels_follow_the_policy(small_cohort, tmp_path):
+    chex = pd.read_csv(small_cohort / "mimic-cxr/mimic-cxr-2.0.0-chexpert.csv", dtype={"study_id": str})
+    chex = chex.set_index("study_id")
+    for policy in BLANK_POLICIES:  # Pneumothorax is mostly blank, as the unmodelled findings are on MIMIC-CXR
+        report = build_mimic_manifest(small_cohort / "mimic-iv-ecg", small_cohort / "mimic-cxr",
+                                      tmp_path / f"{policy}.parquet", blank=policy, labels=("Pneumothorax", "Edema"))
+        df = load_manifest(report.manifest_path)
+        raw = chex.reindex(df["image_path"].map(lambda p: Path(p).parent.name[1:]))
+        clear = (raw["No Finding"] == 1).to_numpy()
+        for name, col in (("Pneumothorax", "pneumothorax"), ("Edema", "edema")):
+            v, got = raw[name].to_numpy(), df[col].to_numpy()
+            blank = np.isnan(v)
+            if name == "Pneumothorax":
+                assert (blank & clear).any() and (blank & ~clear).any(), "the synthetic cohort should hold both kinds"
+            want = {"nan": np.nan, "negative": 0.0, "negative_if_no_finding": np.where(clear, 0.0, np.nan)}[policy]
+            np.testing.assert_array_equal(got, np.where(blank, want, v.clip(0, 1)), err_msg=policy)  # -1 -> 0
+            counts = report.label_counts.loc[col]
+            assert counts["blank"] == blank.sum() and counts["no_row"] == 0
+            assert counts[["out_positive", "out_negative", "out_nan"]].tolist() == \
+                [(got == 1).sum(), (got == 0).sum(), np.isnan(got).sum()]

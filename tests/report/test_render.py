@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 from xmodal.config import ExperimentConfig, apply_overrides, load_yaml
+from xmodal.data.chexpert import LABEL_POLICIES_KEY
+from xmodal.data.manifest import save_manifest
 from xmodal.report.render import write_pathology, write_summary
 from xmodal.search.driver import SearchOptions
 from xmodal.search.run import PathologyResult
@@ -93,3 +95,25 @@ def test_pathology_outputs_and_summary(result, tmp_path):
     assert facts["image_only_val_auroc"] == 0.9 and facts["recommended_val_auroc"] == 0.8
     assert "![roc](edema/roc.png)" in md and 'src="edema/roc.png"' in page
     assert str(tmp_path) not in md + page + rec.read_text()
+
+
+def test_summary_states_the_label_policies_of_a_mimic_manifest(result, tmp_path):
+    from dataclasses import replace
+
+    sentence = "Labels: built by the MIMIC builder with uncertain=ignore (-1 -> NaN), blank=negative (blank -> 0)."
+    demo = replace(result, config=apply_overrides(result.config, {"data.manifest": ""}))  # the synthetic demo
+    for res, out in ((result, tmp_path / "none"), (demo, tmp_path / "demo")):  # result's manifest does not exist
+        write_summary([res], out, SearchOptions(run="run"))
+        assert "Labels:" not in (out / "summary.md").read_text()
+        assert json.loads((out / "summary.json").read_text())["label_policies"] is None
+
+    policies = {"uncertain": "ignore", "blank": "negative"}
+    manifest = pd.DataFrame({"pair_id": ["p0"], "subject_id": ["s0"], "ecg_path": ["/e/0.hea"],
+                             "image_path": ["/c/0.dcm"], "image_kind": ["cxr"], "split": ["train"],
+                             "ecg_time": [pd.NaT], "image_time": [pd.NaT], "edema": [1.0]})
+    save_manifest(manifest, result.config.data.manifest, metadata={LABEL_POLICIES_KEY: json.dumps(policies)})
+    write_summary([result], tmp_path / "mimic", SearchOptions(run="run"))
+    md, page = (tmp_path / "mimic" / "summary.md").read_text(), (tmp_path / "mimic" / "summary.html").read_text()
+    assert sentence in md.split("\n\n")[1]  # the intro paragraph
+    assert sentence.replace(">", "&gt;") in page
+    assert json.loads((tmp_path / "mimic" / "summary.json").read_text())["label_policies"] == policies

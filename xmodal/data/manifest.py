@@ -308,18 +308,21 @@ def _filesystem(path: str | Path) -> tuple[pafs.FileSystem, str]:
         raise ManifestError(f"{text}: cannot open this URI with pyarrow.fs ({e})") from None
 
 
-def save_manifest(df: pd.DataFrame, path: str | Path) -> Path | str:
+def save_manifest(df: pd.DataFrame, path: str | Path, *, metadata: dict[str, str] | None = None) -> Path | str:
     """Validate ``df`` and write it to ``path`` (Parquet, atomically); returns the path.
 
     ``path`` is a local path or a ``pyarrow.fs`` URI (``s3://``, ``gs://``, ``file://``). Paths
-    under its folder are stored relative to it. Raises :class:`ManifestError` listing every
+    under its folder are stored relative to it. ``metadata`` adds entries to the schema metadata
+    (read back with :func:`manifest_metadata`). Raises :class:`ManifestError` listing every
     problem when the table is not a valid manifest.
     """
     df = _normalise(df)
     check_manifest(df, source=path)
     labels = label_columns(df)
-    table = pa.Table.from_pandas(relativize_paths(df, path), schema=arrow_schema(labels), preserve_index=False)
-    table = table.replace_schema_metadata(arrow_schema(labels).metadata)
+    schema = arrow_schema(labels)
+    assert not set(metadata or {}) & {k.decode() for k in schema.metadata}, "metadata would replace xmodal's keys"
+    table = pa.Table.from_pandas(relativize_paths(df, path), schema=schema, preserve_index=False)
+    table = table.replace_schema_metadata({**schema.metadata, **(metadata or {})})
     fs, target = _filesystem(path)
     if not isinstance(fs, pafs.LocalFileSystem):  # an object store writes each object atomically
         fs.create_dir(posixpath.dirname(target), recursive=True)
@@ -340,6 +343,12 @@ def manifest_labels(path: str | Path) -> list[str]:
     if raw is None:
         return [n for n in schema.names if n not in FIXED_COLUMNS]
     return list(json.loads(raw))
+
+
+def manifest_metadata(path: str | Path) -> dict[str, str]:
+    """A manifest's schema metadata as text (reads the footer only); pandas' own entry left out."""
+    meta = _read_schema(path).metadata or {}
+    return {k.decode(): v.decode() for k, v in meta.items() if k != b"pandas"}
 
 
 def _read_schema(path: str | Path) -> pa.Schema:

@@ -18,8 +18,9 @@ computed without a Python loop over rows, in rounds that keep every candidate wh
 remaining one for both its image and its ECG (this gives exactly the sequential greedy result).
 With ``reuse_ecg`` every image simply takes its nearest ECG.
 
-CheXpert values map to manifest labels as: 1 -> 1.0, 0 -> 0.0, blank -> NaN, and -1 (uncertain)
-by ``uncertain``: ``"zeros"`` -> 0.0, ``"ones"`` -> 1.0, ``"ignore"`` -> NaN.
+Labels come from the CheXpert file by (subject, study): :mod:`xmodal.data.chexpert` maps -1
+(uncertain) and blank by the ``uncertain`` and ``blank`` policies, and the manifest records both
+(:func:`~xmodal.data.chexpert.label_policies`).
 
     python -m xmodal.data.mimic --ecg-root mimic-iv-ecg --cxr-root mimic-cxr --out cohort/manifest.parquet
 """
@@ -27,46 +28,28 @@ by ``uncertain``: ``"zeros"`` -> 0.0, ``"ones"`` -> 1.0, ``"ignore"`` -> NaN.
 from __future__ import annotations
 
 import argparse
+import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from xmodal.data.chexpert import (BLANK_POLICIES, CHEXPERT_LABELS, LABEL_POLICIES_KEY, UNCERTAIN_POLICIES,
+                                   apply_label_policies, check_policies, chexpert_columns, count_labels,
+                                   policies_text, read_chexpert_values)
 from xmodal.data.manifest import BuildReport, describe, save_manifest, snake_case
+from xmodal.data.physionet import find_csv, read_columns
 from xmodal.data.splits import assign_splits
-from xmodal.errors import ConfigError, ManifestError
+from xmodal.errors import ConfigError
 
 ECG_RECORD_LIST = "record_list.csv"
 CXR_METADATA = "mimic-cxr-2.0.0-metadata.csv"
-CXR_CHEXPERT = "mimic-cxr-2.0.0-chexpert.csv"
 ECG_COLUMNS = ("subject_id", "study_id", "file_name", "ecg_time", "path")
 METADATA_COLUMNS = ("dicom_id", "subject_id", "study_id", "ViewPosition", "StudyDate", "StudyTime")
-CHEXPERT_LABELS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum",
-                   "Fracture", "Lung Lesion", "Lung Opacity", "No Finding", "Pleural Effusion",
-                   "Pleural Other", "Pneumonia", "Pneumothorax", "Support Devices")
 FRONTAL_VIEWS = ("PA", "AP")
-UNCERTAIN_POLICIES = {"zeros": 0.0, "ones": 1.0, "ignore": np.nan}
 _KEY_SHIFT = 40  # composite search key: subject code << 40 | whole seconds (2**40 s ~ 34,000 years)
-
-
-def _find_csv(root: Path, name: str) -> Path:
-    for cand in (root / name, root / f"{name}.gz"):
-        if cand.is_file():
-            return cand
-    raise ManifestError(f"{root / name}: not found (nor {name}.gz); point the root at the folder "
-                        f"that holds {name} as PhysioNet ships it")
-
-
-def _read_csv(path: Path, required: Sequence[str], dtype: dict | None = None) -> pd.DataFrame:
-    try:
-        header = list(pd.read_csv(path, nrows=0).columns)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
-        raise ManifestError(f"{path}: not a readable CSV ({e})") from None
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise ManifestError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(header)}")
-    return pd.read_csv(path, usecols=list(required), dtype=dtype or str, keep_default_na=True)
 
 
 def _seconds(ts: pd.Series) -> np.ndarray:
@@ -79,8 +62,8 @@ def _seconds(ts: pd.Series) -> np.ndarray:
 def read_ecg_records(ecg_root: str | Path) -> pd.DataFrame:
     """``record_list.csv`` with ``ecg_time`` parsed and ``ecg_path`` (absolute ``.hea``) added."""
     root = Path(ecg_root).absolute()
-    path = _find_csv(root, ECG_RECORD_LIST)
-    df = _read_csv(path, ECG_COLUMNS)
+    path = find_csv(root, ECG_RECORD_LIST)
+    df = read_columns(path, ECG_COLUMNS)
     df["ecg_time"] = pd.to_datetime(df["ecg_time"], format="ISO8601", errors="coerce").astype("datetime64[us]")
     df["ecg_path"] = (str(root) + "/") + df["path"].str.strip("/") + ".hea"
     return df
@@ -89,8 +72,8 @@ def read_ecg_records(ecg_root: str | Path) -> pd.DataFrame:
 def read_cxr_images(cxr_root: str | Path) -> pd.DataFrame:
     """``mimic-cxr-2.0.0-metadata.csv`` with ``image_time`` (StudyDate + StudyTime) and ``image_path``."""
     root = Path(cxr_root).absolute()
-    path = _find_csv(root, CXR_METADATA)
-    df = _read_csv(path, METADATA_COLUMNS, dtype={c: str for c in METADATA_COLUMNS} | {"StudyTime": float})
+    path = find_csv(root, CXR_METADATA)
+    df = read_columns(path, METADATA_COLUMNS, dtype={c: str for c in METADATA_COLUMNS} | {"StudyTime": float})
     date = pd.to_datetime(df["StudyDate"], format="%Y%m%d", errors="coerce")
     t = df["StudyTime"].to_numpy(np.float64)
     secs = (t // 10000) * 3600 + ((t // 100) % 100) * 60 + (t % 100)
@@ -101,23 +84,29 @@ def read_cxr_images(cxr_root: str | Path) -> pd.DataFrame:
     return df
 
 
-def read_chexpert(cxr_root: str | Path, labels: Sequence[str], uncertain: str) -> pd.DataFrame:
-    """Per-study labels (snake_case columns) with the uncertainty policy applied."""
-    if uncertain not in UNCERTAIN_POLICIES:
-        raise ConfigError(f"uncertain={uncertain!r} is not one of {', '.join(UNCERTAIN_POLICIES)}")
-    path = _find_csv(Path(cxr_root).absolute(), CXR_CHEXPERT)
-    df = _read_csv(path, ("subject_id", "study_id", *labels),
-                   dtype={"subject_id": str, "study_id": str} | {c: float for c in labels})
-    df = df.drop_duplicates(["subject_id", "study_id"], keep="first")
-    out = df[["subject_id", "study_id"]].copy()
-    for lab in labels:
-        v = df[lab].to_numpy(np.float64).copy()
-        bad = ~np.isnan(v) & ~np.isin(v, (1.0, 0.0, -1.0))
-        if bad.any():
-            raise ManifestError(f"{path}: column {lab} has {int(bad.sum())} value(s) outside 1, 0, -1, blank")
-        v[v == -1.0] = UNCERTAIN_POLICIES[uncertain]
-        out[snake_case(lab)] = v
-    return out
+@dataclass
+class MimicBuildReport(BuildReport):
+    """A :class:`BuildReport` plus the label policies and what they turned the CheXpert values into."""
+
+    policies: dict[str, str] = field(default_factory=dict)  # {"uncertain": ..., "blank": ...}
+    label_counts: pd.DataFrame | None = None  # count_labels over the manifest's pairs
+
+    def __str__(self) -> str:
+        lines = [BuildReport.__str__(replace(self, notes=[]))]
+        if self.policies:
+            lines += ["", f"  label policies: {policies_text(self.policies)}"]
+        c = self.label_counts
+        if c is not None and len(c):
+            def row(name: str, cells: Sequence[str]) -> str:
+                return f"  {name:<18} " + " ".join(f"{x:>9}" for x in cells[:5]) + "  |" \
+                    + " ".join(f"{x:>9}" for x in cells[5:])
+
+            lines += ["", f"  CheXpert values of the {self.pairs:,} pairs (before the policies) | "
+                          "manifest labels (after)",
+                      row("label", ("positive", "negative", "uncertain", "blank", "no row", "1.0", "0.0", "NaN"))]
+            lines += [row(str(name), [f"{int(n):,}" for n in r.to_numpy()]) for name, r in c.iterrows()]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
 
 
 def candidate_pairs(images: pd.DataFrame, ecgs: pd.DataFrame, window_s: float) -> pd.DataFrame:
@@ -164,25 +153,27 @@ def greedy_match(cand: pd.DataFrame, *, reuse_ecg: bool = False) -> pd.DataFrame
 
 def build_mimic_manifest(ecg_root: str | Path, cxr_root: str | Path, out_path: str | Path, *,
                          window_hours: float = 24.0, reuse_ecg: bool = False, uncertain: str = "zeros",
-                         labels: Sequence[str] = ("Cardiomegaly", "Pleural Effusion", "Edema"),
+                         blank: str = "nan", labels: Sequence[str] = ("Cardiomegaly", "Pleural Effusion", "Edema"),
                          split_seed: int = 0, fractions: Sequence[float] = (0.8, 0.1, 0.1),
-                         check_files: bool = False, verbose: bool = False) -> BuildReport:
+                         check_files: bool = False, verbose: bool = False) -> MimicBuildReport:
     """Pair MIMIC-IV-ECG records with frontal MIMIC-CXR images and write the manifest.
 
-    ``check_files`` drops pairs whose ``.hea`` or ``.dcm`` is missing (a partial download) and
-    counts them. Splits are by subject, stratified over the labels (:func:`~xmodal.data.splits.assign_splits`).
-    Returns a :class:`BuildReport`; ``verbose`` also prints it.
+    ``uncertain`` and ``blank`` map CheXpert -1 and blank to labels (module docstring); the manifest
+    records them (:func:`~xmodal.data.chexpert.label_policies`). ``check_files`` drops pairs whose ``.hea`` or ``.dcm`` is
+    missing (a partial download) and counts them. Splits are by subject, stratified over the labels
+    (:func:`~xmodal.data.splits.assign_splits`). Returns a :class:`MimicBuildReport`; ``verbose`` also prints it.
     """
     if window_hours <= 0:
         raise ConfigError(f"window_hours={window_hours} must be > 0")
+    check_policies(uncertain, blank)
     unknown = [lab for lab in labels if lab not in CHEXPERT_LABELS]
     if unknown:
         raise ConfigError(f"unknown CheXpert label(s) {', '.join(unknown)}; valid: {', '.join(CHEXPERT_LABELS)}")
     ecgs = read_ecg_records(ecg_root)
     images = read_cxr_images(cxr_root)
-    chex = read_chexpert(cxr_root, labels, uncertain)
+    chex = read_chexpert_values(cxr_root, chexpert_columns(labels, blank))
     label_names = [snake_case(lab) for lab in labels]
-    report = BuildReport(Path(out_path))
+    report = MimicBuildReport(Path(out_path), policies={"uncertain": uncertain, "blank": blank})
     step = report.steps.append
 
     step(("ECG records (record_list)", len(ecgs)))
@@ -216,11 +207,9 @@ def build_mimic_manifest(ecg_root: str | Path, cxr_root: str | Path, out_path: s
         "image_time": img["image_time"].to_numpy(),
         "study_id": img["study_id"].to_numpy(),
     })
-    df = df.merge(chex, on=["subject_id", "study_id"], how="left", validate="many_to_one")
-    n_unlabelled = int(df[label_names].isna().all(axis=1).sum()) if label_names else 0
-    if n_unlabelled:
-        report.notes.append(f"{n_unlabelled} pair(s) have no CheXpert row for their study (labels NaN)")
-    df = df.drop(columns="study_id").sort_values(["subject_id", "image_time", "pair_id"]).reset_index(drop=True)
+    df = df.merge(chex, on=["subject_id", "study_id"], how="left", validate="many_to_one", indicator="chexpert_row")
+    df["chexpert_row"] = df["chexpert_row"].eq("both")
+    df = df.sort_values(["subject_id", "image_time", "pair_id"]).reset_index(drop=True)
 
     if check_files:
         from os.path import isfile
@@ -229,8 +218,21 @@ def build_mimic_manifest(ecg_root: str | Path, cxr_root: str | Path, out_path: s
         df = df[present].reset_index(drop=True)
         step(("pairs with both files on disk", len(df)))
 
+    has_row = df["chexpert_row"].to_numpy(bool)
+    out = apply_label_policies(df, labels, has_row, uncertain=uncertain, blank=blank)
+    report.label_counts = count_labels(df, labels, has_row, out)
+    if not has_row.all():
+        k = df.loc[~has_row, "study_id"].nunique()
+        report.notes.append(f"{int((~has_row).sum())} pair(s) have no CheXpert row for their study "
+                            f"({k} {'study' if k == 1 else 'studies'}): labels NaN under every policy")
+    silent = has_row & df[list(labels)].isna().all(axis=1).to_numpy() & out.isna().all(axis=1).to_numpy()
+    if labels and silent.any():
+        report.notes.append(f"{int(silent.sum())} pair(s) have a CheXpert row that mentions none of "
+                            f"{', '.join(labels)} (all blank): labels NaN under --blank {blank}")
+    df = pd.concat([df.drop(columns=["study_id", "chexpert_row", *chexpert_columns(labels, blank)]), out], axis=1)
     df["split"] = assign_splits(df["subject_id"], fractions=fractions, seed=split_seed, labels=df[label_names])
-    report.manifest_path = save_manifest(df, out_path)
+    policies = json.dumps(report.policies)
+    report.manifest_path = save_manifest(df, out_path, metadata={LABEL_POLICIES_KEY: policies})
     report.splits, report.labels = describe(df)
     if verbose:
         print(report)
@@ -244,13 +246,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--out", required=True, help="manifest to write (.parquet)")
     p.add_argument("--window-hours", type=float, default=24.0)
     p.add_argument("--reuse-ecg", action="store_true")
-    p.add_argument("--uncertain", choices=sorted(UNCERTAIN_POLICIES), default="zeros")
+    p.add_argument("--uncertain", choices=list(UNCERTAIN_POLICIES), default="zeros",
+                   help="CheXpert -1 (uncertain): zeros -> 0, ones -> 1, ignore -> NaN (default: zeros)")
+    p.add_argument("--blank", choices=BLANK_POLICIES, default="nan",
+                   help="CheXpert blank (finding not mentioned in the report): nan -> NaN (unknown), "
+                        "negative -> 0, negative_if_no_finding -> 0 where the study's No Finding is 1, "
+                        "else NaN. A study with no CheXpert row is NaN under every policy (default: nan)")
     p.add_argument("--labels", nargs="+", default=["Cardiomegaly", "Pleural Effusion", "Edema"])
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--check-files", action="store_true", help="drop pairs whose files are missing")
     a = p.parse_args(argv)
     build_mimic_manifest(a.ecg_root, a.cxr_root, a.out, window_hours=a.window_hours, reuse_ecg=a.reuse_ecg,
-                         uncertain=a.uncertain, labels=a.labels, split_seed=a.split_seed,
+                         uncertain=a.uncertain, blank=a.blank, labels=a.labels, split_seed=a.split_seed,
                          check_files=a.check_files, verbose=True)
 
 

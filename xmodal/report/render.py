@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from xmodal.config import save_yaml
+from xmodal.data.chexpert import label_policies, policies_text
+from xmodal.errors import ManifestError
 from xmodal.report import plots
 from xmodal.report.tables import fmt, table
+
 
 def header(cfg) -> dict[str, Any]:
     """The method's searched settings by short name (``strategy, k, alpha, beta, tau, ...``, ``lr``),
@@ -98,15 +101,27 @@ def _importances(db: str, study: str) -> dict[str, float]:
         return {}
 
 
+def _label_policies(results) -> dict[str, str] | None:
+    """The CheXpert label policies the run's manifest was built with (None: no manifest, a missing one,
+    or one not built by the MIMIC builder)."""
+    manifest = results[0].config.data.manifest
+    try:
+        return label_policies(manifest) if manifest else None
+    except ManifestError:
+        return None
+
+
 def _blocks(results, opts) -> list[tuple[str, Any]]:
     b: list[tuple[str, Any]] = [("h1", f"xmodal search report — {opts.run}")]
+    policies = _label_policies(results)
+    labels = f" Labels: built by the MIMIC builder with {policies_text(policies)}." if policies else ""
     b.append(("p", "After the search, its best configs race the published defaults on fresh shared seeds (the "
                    "ECG-only baseline trains on the same seeds). Validation AUROC is the mean ± sd over those seeds. "
                    "The best found is recommended only when the lower bound of its paired 95 % CI of the gain over "
                    "the published defaults (seeds and validation pairs, Bonferroni over the configs raced) exceeds "
                    f"{opts.min_gain:+g}; otherwise the published defaults are. Test metrics come from one final pass "
                    "over the test split (seed-ensembled logits, bootstrap 95 % CI) after that choice. "
-                   "Inference uses the ECG alone."))
+                   "Inference uses the ECG alone." + labels))
     rows = []
     for r in results:
         s = r.summary
@@ -157,7 +172,8 @@ def _beyond(d: dict) -> str:
 
 def summary_json(results, opts) -> dict[str, Any]:
     """``summary.json``: the facts of ``summary.md``, machine-readable (no identifiers)."""
-    out: dict[str, Any] = {"run": opts.run, "min_gain": opts.min_gain, "pathologies": {}}
+    out: dict[str, Any] = {"run": opts.run, "min_gain": opts.min_gain, "label_policies": _label_policies(results),
+                           "pathologies": {}}
     for r in results:
         s, sel = r.summary, r.summary["selection"]
         out["method"] = r.config.method
