@@ -59,6 +59,9 @@ def parser() -> argparse.ArgumentParser:
     a("--warm-start", action="store_true", help="seed each pathology's study with earlier pathologies' best")
     a("--resume", action="store_true", help="continue an interrupted search from its storage path")
     a("--optuna-storage", default="", help="Optuna RDB URL (default: sqlite in the Tune storage)")
+    a("--tracking", default="", metavar="mlflow[=URI]",
+      help="log every trial, race run and final evaluation to MLflow (default URI: sqlite in the Tune storage; "
+           "http://HOST:PORT: a tracking server); needs pip install 'xmodal[tracking]'")
     a("--num-cpus", type=int, default=0, help="logical CPUs for local Ray (default: one concurrent trial per core)")
     a("--demo-subjects", type=int, default=None, help="size of the synthetic demo cohort")
     a("--smoke-test", action="store_true", help="smallest end-to-end run: first pathology, 2 trials, tiny models")
@@ -127,6 +130,10 @@ def build(args: argparse.Namespace):
         from xmodal.errors import ConfigError
 
         raise ConfigError("--cohort picks a synthetic demo cohort; it cannot be combined with --data")
+    if args.tracking:  # a bad value, or no MLflow: one line now, before the cohort or Ray
+        from xmodal.search.tracking import parse
+
+        parse(args.tracking)
     opts = SearchOptions(
         run=run, num_samples=args.num_samples or budget["num_samples"], max_concurrent=args.max_concurrent,
         workers_per_trial=args.workers_per_trial, cpus_per_worker=args.cpus_per_worker,
@@ -134,7 +141,7 @@ def build(args: argparse.Namespace):
         race_top=args.race_top or budget["race_top"], race_seeds=args.race_seeds or budget["race_seeds"],
         min_gain=args.min_gain,
         seed=args.seed, warm_start=args.warm_start, resume=args.resume, optuna_storage=args.optuna_storage,
-        reports=args.reports)  # storage: <data.storage>/tune, once the config is known
+        reports=args.reports, tracking=args.tracking)  # storage: <data.storage>/tune, once the config is known
     return opts, load_space(args.space or None), budget
 
 
@@ -156,6 +163,7 @@ def _main(args: argparse.Namespace) -> int:
     from xmodal.search.driver import DATA_CPUS_PER_TRIAL
     from xmodal.search.driver import resources as trial_resources
     from xmodal.search.run import default_pathologies, run_search, validate_pathologies
+    from xmodal.search.tracking import Tracker, watch_lines
     from xmodal.stages.chain import DEFAULT_STORAGE, DEMO_SUBJECTS, demo_manifest
     from xmodal.storage import Storage
 
@@ -177,6 +185,7 @@ def _main(args: argparse.Namespace) -> int:
     opts = dataclasses.replace(opts, storage=Storage(cfg.data.storage).child("tune").uri)
     pathologies = args.pathologies or list(default_pathologies(kind))[: 1 if args.smoke_test else None]
     validate_pathologies(pathologies, manifest, cfg.data.manifest)
+    tracker = Tracker.of(opts)  # an unreachable server or a bad store stops here, in one line
 
     need = trial_resources(opts)
     per_trial = int(need["CPU"] + DATA_CPUS_PER_TRIAL)
@@ -186,7 +195,9 @@ def _main(args: argparse.Namespace) -> int:
     cluster = ensure_ray(num_cpus)
     print(f"[xmodal] Ray: {cluster.get('CPU', 0):g} logical CPUs, {cluster.get('GPU', 0):g} GPUs; "
           f"method {cfg.method}; pathologies {', '.join(pathologies)}; run '{opts.run}'")
-    results = run_search(cfg, pathologies, space, opts, cluster=cluster)
+    for line in watch_lines(opts, tracker):
+        print(f"[xmodal] {line}")
+    results = run_search(cfg, pathologies, space, opts, cluster=cluster, tracker=tracker)
 
     rows = []
     for r in results:

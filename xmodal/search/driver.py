@@ -7,7 +7,8 @@ Three layers, kept apart as in Ray's Train/Tune examples:
   runs the stage chain, whose ``TorchTrainer`` runs forward per-epoch metrics to Tune through
   ``TuneReportCallback`` (so ASHA can stop a trial early);
 - ``tune_pathology`` — the ``Tuner`` with ``OptunaSearch`` (TPE, seeded, define-by-run space, the
-  published defaults evaluated first) and ASHA on validation AUROC.
+  published defaults evaluated first; ASHA-stopped trials recorded as PRUNED: ``xmodal.search.study``)
+  and ASHA on validation AUROC.
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ class SearchOptions:
     storage: str = ""  # Tune/Optuna state; default <data.storage>/tune
     optuna_storage: str = ""  # e.g. postgresql://...; default sqlite in the Tune storage folder
     reports: str = "reports"
+    tracking: str = ""  # --tracking: "mlflow" or "mlflow=URI" (xmodal.search.tracking); "" = off
+
+
+def overrides_in(config: dict[str, Any]) -> dict[str, Any]:
+    """The dotted-key overrides of a Tune trial's config: a search point's own keys, or a race run's
+    ``{"refit": {...}}``."""
+    return dict(config.get("refit", {})) or {k: v for k, v in config.items() if "." in k}
 
 
 def trial(config: dict[str, Any], base: dict[str, Any]) -> None:
@@ -60,12 +68,12 @@ def trial(config: dict[str, Any], base: dict[str, Any]) -> None:
 
     from xmodal.stages.chain import run_chain
 
-    overrides = dict(config.get("refit", {})) or {k: v for k, v in config.items() if "." in k}
-    cfg = apply_overrides(from_dict(base), overrides)
+    cfg = apply_overrides(from_dict(base), overrides_in(config))
     t0 = time.time()
     res = run_chain(cfg, callbacks=[TuneReportCallback()], verbose=False)
     tune.report({**res.val, "final": 1, "seconds": time.time() - t0, "cached": float(all(res.reused.values())),
-                 "reused_shared_stages": float(all(res.reused.get(s, True) for s in ("image_pretrain", "ecg_ssl")))})
+                 "reused_shared_stages": float(all(res.reused.get(s, True) for s in ("image_pretrain", "ecg_ssl"))),
+                 **{f"stage_key.{s}": out.key for s, out in res.stages.items()}})  # tags of its MLflow run
 
 
 def resources(opts: SearchOptions) -> dict[str, float]:
@@ -134,13 +142,14 @@ def tune_pathology(base: ExperimentConfig, space: SearchSpace, opts: SearchOptio
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
+
+    from xmodal.search.study import StudySearch
 
     name = f"{opts.run}-{base.data.pathology}"
     st = Storage(storage)
     root, fs = st.for_ray()
     trainable = _trainable(base, opts)
-    db, study = _optuna_location(opts, st, name)
+    db, study = optuna_location(opts, st, name)
     if (restored := _restored(opts, root, fs, name, trainable)) is not None:
         return _frame(restored.fit()), db, study
 
@@ -148,7 +157,7 @@ def tune_pathology(base: ExperimentConfig, space: SearchSpace, opts: SearchOptio
     _drop_study(db, study)  # a fresh search never inherits a stale study of the same name
     points = [p for p in [published_point(base.method, base.align.lr), *extra_points]
               if p.get("loss.strategy", space.strategies[0]) in space.strategies]
-    searcher = OptunaSearch(
+    searcher = StudySearch(
         space=DefineByRun(space, base.method), metric=METRIC, mode=MODE,
         points_to_evaluate=[clip_point(p, space) for p in points],
         sampler=optuna.samplers.TPESampler(seed=opts.seed, n_startup_trials=max(2, opts.num_samples // 3)),
@@ -211,25 +220,30 @@ def _drop_study(db: str, study: str) -> None:
         pass
 
 
-def _optuna_location(opts: SearchOptions, storage: Storage, name: str) -> tuple[str, str]:
+def optuna_location(opts: SearchOptions, storage: Storage, name: str) -> tuple[str, str]:
     """Where the Optuna study lives: ``--optuna-storage``, else SQLite in the Tune storage folder, or, when
     that is an object store (SQLite needs a local file), in ``~/.cache/xmodal/optuna`` on the driver's node."""
     if opts.optuna_storage:
         return opts.optuna_storage, name
+    return f"sqlite:///{local_folder(storage, 'optuna') / 'optuna.db'}", name
+
+
+def local_folder(storage: Storage, what: str) -> Path:
+    """A local folder for a search's SQLite files (Optuna's study, MLflow's runs): the Tune storage folder,
+    or, when that is an object store, ``~/.cache/xmodal/<what>/<its path>`` on the driver's node."""
     if storage.is_local:
         folder = Path(storage.root)
     else:
-        folder = Path.home() / ".cache" / "xmodal" / "optuna" / re.sub(r"[^A-Za-z0-9._-]+", "_", storage.root)
+        folder = Path.home() / ".cache" / "xmodal" / what / re.sub(r"[^A-Za-z0-9._-]+", "_", storage.root)
     folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(folder / 'optuna.db').resolve()}", name
+    return folder.resolve()
 
 
 def _frame(results) -> pd.DataFrame:
     """One row per trial: its overrides, final metrics, status and error (if it crashed)."""
     rows = []
     for i, r in enumerate(results):
-        cfg = r.config or {}
-        over = dict(cfg.get("refit", {})) or {k: v for k, v in cfg.items() if "." in k}
+        over = overrides_in(r.config or {})
         m = r.metrics or {}
         done = m.get("final") == 1
         rows.append({"trial": i, **{f"param:{k}": v for k, v in over.items()},

@@ -6,6 +6,8 @@ import time
 
 from ray.tune import Callback
 
+from xmodal.search.driver import overrides_in
+
 SHORT = {"loss.strategy": "", "loss.k": "k", "loss.alpha": "α", "loss.beta": "β", "loss.tau": "τ",
          "loss.sigma": "σ", "loss.lambda_local": "λl", "loss.lambda_task": "λt", "loss.lambda_ecg_ed": "λed",
          "loss.lambda_ecg_es": "λes", "loss.lambda_ed_es": "λee", "align.lr": "lr", "finetune.init": "init",
@@ -30,8 +32,7 @@ class ProgressLine(Callback):
 
     def _line(self, trial, status: str) -> None:
         self.n += 1
-        cfg = trial.config or {}
-        over = dict(cfg.get("refit", {})) or {k: v for k, v in cfg.items() if "." in k}
+        over = overrides_in(trial.config or {})
         m = trial.last_result or {}
         auc = m.get("val_auroc")
         auc_s = f"val AUROC {auc:.3f}" if isinstance(auc, float) else "no metric"

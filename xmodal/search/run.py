@@ -9,6 +9,7 @@ pathology (``--pathologies edema``) with a shared ``--storage``: the stage cache
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -62,7 +63,8 @@ def validate_pathologies(pathologies: list[str], manifest: pd.DataFrame, where: 
 
 
 def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: SearchOptions, *,
-               cluster: dict, storage: str, warm_points: list[dict]) -> PathologyResult:
+               cluster: dict, storage: str, warm_points: list[dict], track=None) -> PathologyResult:
+    """``track``: the pathology's MLflow run (:class:`xmodal.search.tracking.PathologyRun`), or None."""
     from xmodal.stages.chain import check_cohort, predict_many, prepare, run_shared
     from xmodal.stages.store import StageStore
 
@@ -79,7 +81,8 @@ def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: 
           f"(published defaults first{', warm-started' if warm_points else ''})")
     progress = ProgressLine(pathology, opts.num_samples)
     trials, db, study = tune_pathology(base, space, opts, storage=storage, extra_points=warm_points,
-                                       callbacks=[progress], concurrency=conc)
+                                       callbacks=[progress, *(track.callbacks("search") if track else [])],
+                                       concurrency=conc)
     done = trials[trials["status"] == "completed"].sort_values("val_auroc", ascending=False)
     if done.empty:
         raise SearchError(f"{pathology}: every trial failed; first error: {trials['error'].iloc[0]}")
@@ -88,7 +91,7 @@ def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: 
     print(f"== {pathology}: racing {len(racers) - 1} best found against the published defaults on up to "
           f"{opts.race_seeds} fresh seeds, with the ECG-only baseline on the same seeds")
     race, frame, logits = race_pathology(base, racers, published_ci, opts, shards=shards, store=store,
-                                         storage=storage, concurrency=conc)
+                                         storage=storage, concurrency=conc, track=track)
     sel = race.verdict()
     recommended = racers[sel.winner]
     seeds = [s for s in sel.seeds[sel.winner] if (BASELINE_ROLE, s) in logits]  # shared with ECG-only
@@ -104,6 +107,9 @@ def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: 
                "published": [seeded(base, racers[published_ci], s) for s in sel.seeds[published_ci]],
                "baseline": [seeded(base, BASELINE, s) for s in seeds]}
     test = predict_many(shards, store, members, split="test")
+    if track:
+        track.final(test, recommended,
+                    {"recommended": seeds, "published": sel.seeds[published_ci], "baseline": seeds})
     rec_cfg = members["recommended"][0]
     aligned_from_ssl = rec_cfg.finetune.init == "align" and rec_cfg.align.init == "ssl"
     emb = _embeddings(rec_cfg, shards, store) if aligned_from_ssl else {}
@@ -160,7 +166,7 @@ def seed_overrides(over: dict, seed: int) -> dict:
 
 
 def race_pathology(base: ExperimentConfig, racers: list[dict], published: int, opts: SearchOptions, *, shards,
-                   store, storage: str, concurrency: int) -> tuple[Race, pd.DataFrame, dict]:
+                   store, storage: str, concurrency: int, track=None) -> tuple[Race, pd.DataFrame, dict]:
     """Run the race: each round trains the candidates still in it and the ECG-only baseline on one more seed
     (one Tune run per round, resumable), scores them all on the validation pairs and lets :class:`Race`
     drop the clearly worse. Returns the race, one row per trained (candidate, seed) and their validation
@@ -174,8 +180,10 @@ def race_pathology(base: ExperimentConfig, racers: list[dict], published: int, o
         seed, alive = nxt
         entries = [(c, racers[c]) for c in alive] + [(BASELINE_ROLE, BASELINE)]
         runs = [seed_overrides(over, seed) for _, over in entries]
-        frame = refit(runs, base, opts, storage=storage, tag=f"race-{race.rounds + 1}", concurrency=concurrency,
-                      callbacks=[ProgressLine(base.data.pathology, len(runs), f"race round {race.rounds + 1}")])
+        tag, names = f"race-{race.rounds + 1}", [(run, _name(c, published)) for (c, _), run in zip(entries, runs)]
+        frame = refit(runs, base, opts, storage=storage, tag=tag, concurrency=concurrency,
+                      callbacks=[ProgressLine(base.data.pathology, len(runs), f"race round {race.rounds + 1}"),
+                                 *(track.callbacks(tag, names) if track else [])])
         status = [_status_of(frame, run) for run in runs]
         ok = {i: apply_overrides(base, run) for i, run in enumerate(runs) if status[i] == "completed"}
         pred = predict_many(shards, store, {str(i): [c] for i, c in ok.items()}, split="val", n_boot=0) if ok else {}
@@ -271,19 +279,28 @@ def _embeddings(cfg: ExperimentConfig, shards, store) -> dict[str, np.ndarray]:
 
 
 def run_search(cfg: ExperimentConfig, pathologies: list[str], space: SearchSpace, opts: SearchOptions,
-               *, cluster: dict) -> list[PathologyResult]:
+               *, cluster: dict, tracker=None) -> list[PathologyResult]:
+    """``tracker``: the search's MLflow experiment (:class:`xmodal.search.tracking.Tracker`); by default the
+    one ``opts.tracking`` names, if any."""
     from xmodal.report.render import write_pathology, write_summary
 
     storage = opts.storage or Storage(cfg.data.storage).child("tune").uri
+    if tracker is None and opts.tracking:
+        from xmodal.search.tracking import Tracker
+
+        tracker = Tracker(opts.tracking, opts.run, storage)
     remote = "://" in opts.reports
     out = Path(tempfile.mkdtemp(prefix="xmodal-report-")) if remote else Path(opts.reports) / opts.run
     results: list[PathologyResult] = []
     for p in pathologies:
         warm = [r.recommended for r in results] if opts.warm_start else []
-        res = search_one(cfg, p, space, opts, cluster=cluster, storage=storage, warm_points=warm)
-        write_pathology(res, out / p)
-        results.append(res)
-        write_summary(results, out, opts)
+        with tracker.pathology(p, base_for(cfg, p, opts), opts) if tracker else contextlib.nullcontext() as track:
+            res = search_one(cfg, p, space, opts, cluster=cluster, storage=storage, warm_points=warm, track=track)
+            write_pathology(res, out / p)
+            results.append(res)
+            write_summary(results, out, opts)
+            if track:
+                track.selection(res.summary, res.recommended, [out / p / "recommended.yaml", out / "summary.md"])
         if remote:  # s3:// or gs:// reports: written locally, then copied up after each pathology
             Storage(opts.reports).upload_dir(out, opts.run)
     return results
