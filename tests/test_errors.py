@@ -61,3 +61,14 @@ def test_the_cli_prints_a_resource_error_as_one_error_line(monkeypatch, capsys):
     monkeypatch.setattr(cli, "cmd_train", train)
     assert cli.main(["train"]) == 2
     assert capsys.readouterr().err == f"error: {line}\n"
+
+
+def test_exit_code_turns_an_xmodal_error_into_one_line_and_status_2(capsys):
+    from xmodal.errors import ConfigError, exit_code
+
+    def bad(path):
+        raise ConfigError(f"{path}: not valid YAML at line 3")
+
+    assert exit_code(bad, "cfg.yaml") == 2
+    assert capsys.readouterr().err == "error: cfg.yaml: not valid YAML at line 3\n"
+    assert exit_code(lambda: 0) == 0

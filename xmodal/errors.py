@@ -58,3 +58,15 @@ def user_error(err: BaseException | None) -> XmodalError | None:
         stack += [getattr(e, "cause", None), getattr(e, "controller_failure", None), e.__cause__, e.__context__]
         stack += list(getattr(e, "worker_failures", {}).values())
     return None
+
+
+def exit_code(command, *args) -> int:
+    """Run a command line's ``command(*args)``; an :class:`XmodalError` prints one line (``error: ...``)
+    to stderr and gives exit status 2, with no traceback."""
+    import sys
+
+    try:
+        return command(*args)
+    except XmodalError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

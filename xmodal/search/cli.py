@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 import time
 from pathlib import Path
 
-from xmodal.errors import XmodalError
+from xmodal.errors import exit_code
 
 BUDGETS = {  # trials per pathology, race entrants K and seeds, demo subjects (None: the cohort's DEMO_SUBJECTS)
     "default": dict(num_samples=4, race_top=2, race_seeds=3, subjects=None),
@@ -146,12 +145,7 @@ def build(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        return _main(args)
-    except XmodalError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return exit_code(_main, parser().parse_args(argv))
 
 
 def _main(args: argparse.Namespace) -> int:

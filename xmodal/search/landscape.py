@@ -212,16 +212,9 @@ def parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    import sys
+    from xmodal.errors import exit_code
 
-    from xmodal.errors import XmodalError
-
-    args = parser().parse_args(argv)
-    try:
-        return _main(args)
-    except XmodalError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return exit_code(_main, parser().parse_args(argv))
 
 
 def _main(args) -> int:
