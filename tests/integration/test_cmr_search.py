@@ -27,8 +27,8 @@ def test_each_cmr_method_runs_a_smoke_search_with_its_own_encoder_space_and_repo
     for method in ("ptacl", "eccl", "dual_phase"):
         # The same command a user types (a CMR --method picks the synthetic CMR cohort), one trial each:
         # the published defaults, then the race against ECG-only and the final evaluation.
-        code = cli.main(["--smoke-test", "--method", method, "--num-samples", "1", "--storage", str(storage),
-                         "--reports", str(reports), "--run", method])
+        code = cli.main(["--smoke-test", "--method", method, "--num-samples", "1", "--race-seeds", "1",
+                         "--storage", str(storage), "--reports", str(reports), "--run", method])
         assert code == 0, method
         out = reports / method / "mi"
         raw = yaml.safe_load((out / "recommended.yaml").read_text())

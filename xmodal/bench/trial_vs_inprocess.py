@@ -134,9 +134,9 @@ def run(ctx) -> dict:
     from xmodal.stages.chain import run_chain
     from xmodal.stages.store import StageStore
 
-    n = 4 if ctx.quick else 8
+    n = 2 if ctx.quick else 8  # quick: the path at the smoke size, for the tests; its figures mean little
     storage = ctx.storage_dir("trial-vs-inprocess")
-    cfg = apply_overrides(sized_config("demo", "cromotex"), {
+    cfg = apply_overrides(sized_config("smoke" if ctx.quick else "demo", "cromotex"), {
         "data.manifest": str(ctx.search_cohort()), "data.storage": str(storage), "data.pathology": PATHOLOGY})
     chain = run_chain(cfg, verbose=False)  # the shared stages, once (not timed)
     store = StageStore(chain.shards.storage)
