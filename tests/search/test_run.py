@@ -61,6 +61,6 @@ def test_selection_block_and_race_table_name_every_candidate():
     assert block["chosen"] in ("found", "published") and set(block["candidates"]) == {"found-1", "published"}
     assert set(block["delta_vs_published"]) == set(block["delta_vs_ecg_only"]) == {"estimate", "lo", "hi"}
     assert block["seeds"] == {"found-1": [1, 2], "published": [1, 2]}
-    rows = race_table(race, racers, ExperimentConfig())
+    rows = race_table(race, sel, racers, ExperimentConfig())
     assert [r["candidate"] for r in rows] == ["found-1", "published"] and rows[1]["gain_vs_published"] is None
     assert "strategy=exp" in rows[0]["settings"]

@@ -152,10 +152,9 @@ def run_pathology(base, pathology: str, grid: Grid, seeds: list[int], results: R
                   concurrency: int, log=print) -> None:
     """Train every missing (point, seed) of ``pathology`` (``concurrency`` at a time, one Tune grid run per
     batch) and store each one's validation logits as it lands."""
-    from xmodal.config import apply_overrides
-    from xmodal.search.driver import base_for, refit
-    from xmodal.search.run import _status_of, seed_overrides
-    from xmodal.stages.chain import check_cohort, predict_many, prepare, run_shared
+    from xmodal.search.driver import base_for
+    from xmodal.search.run import seed_overrides, train_and_score
+    from xmodal.stages.chain import check_cohort, prepare, run_shared
     from xmodal.stages.store import StageStore
 
     base = base_for(base, pathology, opts)
@@ -173,15 +172,14 @@ def run_pathology(base, pathology: str, grid: Grid, seeds: list[int], results: R
         runs = [seed_overrides(p, s) for p, s in batch]
         tag = "landscape-" + hashlib.sha1(json.dumps(runs, sort_keys=True).encode()).hexdigest()[:10]
         tb = time.time()
-        frame = refit(runs, base, opts, storage=storage, tag=tag, concurrency=concurrency)
-        ok = {i: apply_overrides(base, r) for i, r in enumerate(runs) if _status_of(frame, r) == "completed"}
-        pred = predict_many(shards, store, {str(i): [c] for i, c in ok.items()}, split="val", n_boot=0) if ok else {}
+        _, labels, scored = train_and_score(runs, base, opts, shards=shards, store=store, storage=storage, tag=tag,
+                                            concurrency=concurrency)
         for i, (p, s) in enumerate(batch):
-            if i in ok:
-                results.write(pathology, p, s, pred[str(i)]["labels"], pred[str(i)]["scores"], time.time() - tb)
+            if i in scored:
+                results.write(pathology, p, s, labels, scored[i], time.time() - tb)
         done += len(batch)
         rate = (time.time() - t0) / done
-        failed = [point_id(p) + f" seed {s}" for i, (p, s) in enumerate(batch) if i not in ok]
+        failed = [point_id(p) + f" seed {s}" for i, (p, s) in enumerate(batch) if i not in scored]
         log(f"  [{pathology}] {total - len(todo) + done}/{total} stored"
             f"{'; failed: ' + ', '.join(failed) if failed else ''}; {rate:.0f} s per run, "
             f"about {rate * (len(todo) - done) / 60:.0f} min left for this pathology")

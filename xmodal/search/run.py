@@ -120,7 +120,7 @@ def search_one(cfg: ExperimentConfig, pathology: str, space: SearchSpace, opts: 
     summary = {"val": val, "test": {role: v["metrics"] for role, v in test.items()},
                "image_only_val_auroc": _image_only(shared, pathology),
                "selection": selection_block(sel, racers, published_ci, base, ecg_only),
-               "race": race_table(race, racers, base),
+               "race": race_table(race, sel, racers, base),
                "trials": int(len(trials)), "completed": int(len(done)),
                "stopped": int((trials["status"] == "stopped").sum()), "errors": int((trials["status"] == "error").sum()),
                "minutes": (time.time() - t0) / 60, "concurrency": conc}
@@ -171,8 +171,6 @@ def race_pathology(base: ExperimentConfig, racers: list[dict], published: int, o
     (one Tune run per round, resumable), scores them all on the validation pairs and lets :class:`Race`
     drop the clearly worse. Returns the race, one row per trained (candidate, seed) and their validation
     logits by ``(candidate or BASELINE_ROLE, seed)``."""
-    from xmodal.stages.chain import predict_many
-
     race = Race(len(racers), published, race_seeds(opts), RaceRules(min_gain=opts.min_gain))
     logits: dict[tuple[int, int], np.ndarray] = {}
     rows = []
@@ -181,23 +179,36 @@ def race_pathology(base: ExperimentConfig, racers: list[dict], published: int, o
         entries = [(c, racers[c]) for c in alive] + [(BASELINE_ROLE, BASELINE)]
         runs = [seed_overrides(over, seed) for _, over in entries]
         tag, names = f"race-{race.rounds + 1}", [(run, _name(c, published)) for (c, _), run in zip(entries, runs)]
-        frame = refit(runs, base, opts, storage=storage, tag=tag, concurrency=concurrency,
-                      callbacks=[ProgressLine(base.data.pathology, len(runs), f"race round {race.rounds + 1}"),
-                                 *(track.callbacks(tag, names) if track else [])])
-        status = [_status_of(frame, run) for run in runs]
-        ok = {i: apply_overrides(base, run) for i, run in enumerate(runs) if status[i] == "completed"}
-        pred = predict_many(shards, store, {str(i): [c] for i, c in ok.items()}, split="val", n_boot=0) if ok else {}
-        labels = next(iter(pred.values()))["labels"] if pred else None
+        status, labels, scored = train_and_score(
+            runs, base, opts, shards=shards, store=store, storage=storage, tag=tag, concurrency=concurrency,
+            callbacks=[ProgressLine(base.data.pathology, len(runs), f"race round {race.rounds + 1}"),
+                       *(track.callbacks(tag, names) if track else [])])
         for i, (c, _) in enumerate(entries):
-            if i in ok:
-                logits[c, seed] = pred[str(i)]["scores"]
+            if i in scored:
+                logits[c, seed] = scored[i]
             rows.append({"round": race.rounds + 1, "candidate": _name(c, published), "seed": seed,
                          **{f"param:{k}": v for k, v in runs[i].items()}, "status": status[i],
-                         "val_auroc": pred[str(i)]["metrics"]["auroc"] if i in ok else None})
+                         "val_auroc": auroc(labels, scored[i]) if i in scored else None})
         if labels is None:
             raise SearchError(f"{base.data.pathology}: every race trial of round {race.rounds + 1} failed")
         race.record(seed, labels, {c: logits.get((c, seed)) for c, _ in entries if c != BASELINE_ROLE})
     return race, pd.DataFrame(rows), logits
+
+
+def train_and_score(runs: list[dict], base: ExperimentConfig, opts: SearchOptions, *, shards, store, storage: str,
+                    tag: str, concurrency: int, callbacks: list | None = None
+                    ) -> tuple[list[str], np.ndarray | None, dict[int, np.ndarray]]:
+    """Train each override set in ``runs`` to the end (one Tune run named ``tag``, resumable) and score the
+    completed ones on the validation pairs: ``(status per run, labels (N,) or None, {run index: logits (N,)})``."""
+    from xmodal.stages.chain import predict_many
+
+    frame = refit(runs, base, opts, storage=storage, tag=tag, concurrency=concurrency, callbacks=callbacks)
+    status = [_status_of(frame, run) for run in runs]
+    ok = {i: apply_overrides(base, run) for i, run in enumerate(runs) if status[i] == "completed"}
+    if not ok:
+        return status, None, {}
+    pred = predict_many(shards, store, {str(i): [c] for i, c in ok.items()}, split="val", n_boot=0)
+    return status, next(iter(pred.values()))["labels"], {i: pred[str(i)]["scores"] for i in ok}
 
 
 def _status_of(frame: pd.DataFrame, run: dict) -> str:
@@ -237,12 +248,11 @@ def selection_block(sel: Selection, racers: list[dict], published: int, base: Ex
             "rounds": sel.rounds}
 
 
-def race_table(race: Race, racers: list[dict], base: ExperimentConfig) -> list[dict]:
+def race_table(race: Race, sel: Selection, racers: list[dict], base: ExperimentConfig) -> list[dict]:
     """One row per racer: its settings, seeds, mean validation AUROC, gain over the published defaults
-    (the guard's interval) and fate."""
+    (the guard's interval) and fate (``sel``: the race's verdict)."""
     from xmodal.report.render import header_text
 
-    sel = race.verdict()
     rows = []
     for c in range(race.n):
         gain = race.gain_over_published(c) if c != race.published else None
