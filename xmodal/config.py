@@ -67,6 +67,10 @@ class DataConfig:
     # (labels scarce, pairs plentiful), align also trains on the unlabelled pairs, each its own class.
     # Validation and test keep every label.
     label_fraction: float = 1.0
+    # Whose labels image pretraining uses when labels are scarce: "scarce" (the same labelled subjects) or
+    # "all" (every training film's label: the image encoder has a labelled set of its own, as CroMoTEX
+    # pretrains on all of MIMIC-CXR while the ECG side has few confident labels).
+    image_labels: str = "scarce"
 
 
 @dataclass(frozen=True)
@@ -323,6 +327,7 @@ VALID_CHOICES: dict[str, tuple[str, ...]] = {
     "ecg.baseline": ("highpass", "median", "none"),
     "ecg.normalize": ("zscore", "minmax", "none"),
     "image.fit": ("pad", "crop"),
+    "data.image_labels": ("scarce", "all"),
     "ecg_ssl.method": ("simclr", "mae"),
     "align.init": ("ssl", "scratch"),
     "finetune.init": ("align", "ssl", "scratch"),

@@ -10,7 +10,7 @@ import torch
 from xmodal.config import ExperimentConfig, apply_overrides
 from xmodal.errors import ConfigError
 from xmodal.stages.align import classes
-from xmodal.stages.labelled import choose_pairs, hide_labels, key_part, labelled_filter
+from xmodal.stages.labelled import choose_pairs, hide_labels, image_key_part, image_pairs, key_part, labelled_filter
 
 
 def _manifest() -> pd.DataFrame:
@@ -41,6 +41,16 @@ def test_label_fraction_is_validated_and_keyed():
     assert key_part(scarce) == {"label_fraction": 0.25, "label_subset_seed": 0}
     assert labelled_filter(["a"], "val") is None and labelled_filter(None, "train") is None
     assert labelled_filter(["a"], "train") is not None
+
+
+def test_image_labels_all_lets_image_pretraining_use_every_label():
+    scarce = apply_overrides(ExperimentConfig(), {"data.label_fraction": 0.25})
+    assert image_key_part(scarce) == key_part(scarce)  # default: the image sees the same scarce labels
+    own = apply_overrides(scarce, {"data.image_labels": "all"})
+    assert image_key_part(own) == {} and image_pairs(own) is None  # (no cohort read: nothing to choose)
+    assert key_part(own) == key_part(scarce)  # the ECG side stays scarce
+    with pytest.raises(ConfigError, match="image_labels"):
+        apply_overrides(ExperimentConfig(), {"data.image_labels": "some"})
 
 
 def test_hide_labels_blanks_the_unlabelled_training_rows():

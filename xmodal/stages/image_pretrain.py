@@ -79,7 +79,7 @@ def key_for(cfg: ExperimentConfig, shards: ShardSet) -> str:
     # the image model's view, not the method: ECCL and PTACL (both "cine") share one image_pretrain
     own = {"method_view": image_mode(cfg, shards.image_kind), "image_encoder": m.image_encoder,
            "image_width": m.image_width, "image_weights": weights, "segments": m.ecg_segments,
-           "stage": cfg.image_pretrain, "seed": cfg.seed, **labelled.key_part(cfg)}
+           "stage": cfg.image_pretrain, "seed": cfg.seed, **labelled.image_key_part(cfg)}
     return stage_key(STAGE, config=own, inputs={}, data=shards.key)
 
 
@@ -92,7 +92,7 @@ def check_weights(cfg: ExperimentConfig) -> None:
 
 def inputs(cfg: ExperimentConfig, shards: ShardSet) -> tuple[dict, dict, dict]:
     """What an image_pretrain run needs: its datasets, its loop config and its stage meta."""
-    pairs = labelled.labelled_pairs(cfg)  # labels scarce: the labelled subjects' training pairs only
+    pairs = labelled.image_pairs(cfg)  # labels scarce: the labelled subjects' training pairs only
     lc = {"labels": list(shards.labels), "image_kind": shards.image_kind}
     ds = {s: open_split(shards.data_uri, s, storage=shards.storage, key=shards.key, columns=columns(lc),
                         purpose=STAGE, where=labelled.labelled_filter(pairs, s)) for s in ("train", "val")}

@@ -2,8 +2,8 @@
 
 ``data.label_fraction < 1`` models the common clinical case of many image-ECG pairs and few labels:
 a fraction of the *training subjects* (chosen by ``seed``, the same subset for every stage and every
-pathology) keep their labels, the rest are unlabelled. Image pretraining and fine-tuning train on the
-labelled pairs only; ``align`` trains on every pair, an unlabelled pair being a class of its own
+pathology) keep their labels, the rest are unlabelled. Fine-tuning trains on the labelled pairs only, and
+so does image pretraining unless ``data.image_labels = "all"`` (the image encoder's own labelled set); ``align`` trains on every pair, an unlabelled pair being a class of its own
 (its only positive is its own image, as in CLIP). Validation and test keep every label, so model
 selection and evaluation are unchanged.
 """
@@ -37,6 +37,16 @@ def choose_pairs(manifest: pd.DataFrame, fraction: float, seed: int) -> list[str
     rng = np.random.default_rng(seed * 1_000_003 + _SUBSET_SEED)
     keep = rng.permutation(subjects)[: max(1, math.ceil(fraction * len(subjects)))]
     return sorted(train.loc[train["subject_id"].isin(keep), "pair_id"])
+
+
+def image_pairs(cfg: ExperimentConfig) -> list[str] | None:
+    """The training pairs image pretraining may use the labels of (``data.image_labels``)."""
+    return None if cfg.data.image_labels == "all" else labelled_pairs(cfg)
+
+
+def image_key_part(cfg: ExperimentConfig) -> dict:
+    """What image pretraining's labels depend on (see :func:`key_part`)."""
+    return {} if cfg.data.image_labels == "all" else key_part(cfg)
 
 
 def labelled_filter(pairs: list[str] | None, split: str) -> "pc.Expression | None":

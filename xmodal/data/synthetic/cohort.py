@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from xmodal.data.synthetic import cxr_image, ecg_signal, writers
-from xmodal.data.synthetic.latent import (CXR_LABEL_OF, CXR_LATENTS, LINK_SLOPE, Knobs, cxr_subject_latents,
-                                          cxr_visit_latent, draw_label, intercept_for, sigmoid)
+from xmodal.data.synthetic.latent import (CXR_LABEL_OF, CXR_LATENTS, CXR_LINK_SLOPE, Knobs, cxr_mimics,
+                                          cxr_subject_latents, cxr_visit_latent, draw_label, intercept_for, sigmoid)
 
 ECG_DIR, CXR_DIR = "mimic-iv-ecg", "mimic-cxr"
 CHEXPERT_COLUMNS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum",
@@ -81,6 +81,7 @@ class CxrSubject:
     age: float
     habitus: cxr_image.Habitus
     ecg_base: ecg_signal.EcgParams
+    mimics: tuple[str, ...] = ()  # labels this subject mimics (shows part of the pattern without the finding)
     studies: list[CxrStudy] = field(default_factory=list)
     ecgs: list[EcgPlan] = field(default_factory=list)
 
@@ -101,11 +102,14 @@ def plan_cxr(n: int, seed: int, knobs: Knobs) -> list[CxrSubject]:
     rng = np.random.default_rng([seed, 11])
     ids = sorted(_unique_ids(rng, n, 10_000_000, 9_999_000))
     base = cxr_subject_latents(rng, n)
+    mimic = cxr_mimics(base, rng, knobs)
     subjects: list[CxrSubject] = []
     for i, sid in enumerate(ids):
         female, age = bool(rng.random() < 0.47), float(rng.uniform(25, 90))
-        subj = CxrSubject(i, sid, female, age, cxr_image.habitus(rng, female),
-                          ecg_signal.base_params(rng, male=not female, age=age))
+        mimics = tuple(label for label, flags in mimic.items() if flags[i])
+        subj = CxrSubject(i, sid, female, age, cxr_image.habitus(rng, female, mimics),
+                          ecg_signal.mimic_effects(ecg_signal.base_params(rng, male=not female, age=age), mimics),
+                          mimics)
         start = dt.datetime(int(rng.integers(2110, 2200)), 1, 1) + dt.timedelta(days=float(rng.uniform(0, 365)))
         t = start
         for k in range(int(rng.choice([1, 2, 3, 4], p=[0.55, 0.25, 0.12, 0.08]))):
@@ -161,8 +165,9 @@ def _draw_chexpert(studies: list[CxrStudy], rng: np.random.Generator, knobs: Kno
     values: dict[str, np.ndarray] = {}
     for col, label in MODELLED.items():
         j = CXR_LATENTS.index(CXR_LABEL_OF[label])
-        p = sigmoid(intercept_for(knobs.prevalence_of(label)) + LINK_SLOPE * z[:, j])
-        y = draw_label(p, rng, knobs.label_noise)
+        slope = CXR_LINK_SLOPE[label]
+        p = sigmoid(intercept_for(knobs.prevalence_of(label), slope) + slope * z[:, j])
+        y = draw_label(p, rng, knobs.label_noise_of(label))
         w = 4 * p * (1 - p)
         unsure = rng.random(len(p)) < np.clip(knobs.uncertain_rate * w / max(w.mean(), 1e-9), 0, 0.9)
         blank = rng.random(len(p)) < knobs.blank_rate

@@ -6,6 +6,9 @@ clavicles, posterior ribs, spine, trachea, mediastinum with aortic knob, the hea
 with radiating vessels and parenchymal texture, hemidiaphragm domes with sharp costophrenic
 angles, a gastric bubble, breast shadows; AP portables add ECG electrodes and wires.
 
+Mimics (``latent.cxr_mimics``) add, without the finding: an epicardial fat pad widening the cardiac
+silhouette at fat's density (cardiomegaly), a raised hemidiaphragm whose angle stays sharp (effusion).
+
 Findings driven by the latent state (scaled by ``image_strength``):
 
 - cardiomegaly: the heart's transverse diameter = cardiothoracic ratio (CTR) x thoracic width;
@@ -20,6 +23,7 @@ positive toward the image right (the patient's left on a PA film).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -47,10 +51,20 @@ class Habitus:
     scale: float  # thorax size relative to the field
     female: bool
     ctr_offset: float  # individual variation of the CTR unrelated to disease
+    fat_pad: float = 0.0  # cardiomegaly mimic: epicardial fat widening the silhouette (CTR units, fat density)
+    raised_diaphragm: float = 0.0  # effusion mimic: one hemidiaphragm raised (fraction of lung height)
+    raised_right: bool = True
 
 
-def habitus(rng: np.random.Generator, female: bool) -> Habitus:
-    return Habitus(float(rng.normal(0.97 if female else 1.02, 0.04)), female, float(rng.normal(0, 0.012)))
+def habitus(rng: np.random.Generator, female: bool, mimics: tuple[str, ...] = ()) -> Habitus:
+    """A subject's body; ``mimics`` (see ``latent.cxr_mimics``) add a fat pad or a raised hemidiaphragm."""
+    hab = Habitus(float(rng.normal(0.97 if female else 1.02, 0.04)), female, float(rng.normal(0, 0.012)))
+    if "cardiomegaly" in mimics:
+        hab = dataclasses.replace(hab, fat_pad=float(rng.uniform(0.05, 0.09)))
+    if "pleural_effusion" in mimics:
+        hab = dataclasses.replace(hab, raised_diaphragm=float(rng.uniform(0.08, 0.14)),
+                                  raised_right=bool(rng.random() < 0.5))
+    return hab
 
 
 def findings(latent: np.ndarray, strength: float, hab: Habitus, rng: np.random.Generator) -> CxrFindings:
@@ -117,6 +131,8 @@ def _frontal(f: CxrFindings, ap: bool, h: int, w: int, rng: np.random.Generator,
     diaphragm = np.zeros_like(x)
     for s, eff in ((-1.0, f.effusion_right), (1.0, f.effusion_left)):
         xc, base = s * 0.172, 0.74 + insp - (0.02 if s < 0 else 0.0)
+        if hab.raised_diaphragm and (s < 0) == hab.raised_right:  # effusion mimic: a higher, still sharp base
+            base -= hab.raised_diaphragm * (base - apex)
         lat = np.clip(s * (x - xc) / half_w, -1, 1)  # -1 medial edge, +1 lateral edge
         round_top = np.sqrt(np.clip(1 - ((apex + 0.15 - y) / 0.15) ** 2, 0, 1))
         widen = 0.82 + 0.18 * np.clip((y - apex) / (base - apex), 0, 1)  # lungs are widest at the base
@@ -146,6 +162,10 @@ def _frontal(f: CxrFindings, ap: bool, h: int, w: int, rng: np.random.Generator,
     up = np.sqrt(np.clip(1 - ((widest - y) / (widest - top)) ** 2, 0, 1))
     shape = np.where(y < widest, up, 1 - 0.6 * ((y - widest) / 0.07) ** 2)
     heart = _inside(0.6 * width * shape - (x - cx), 0.012) * _inside((x - cx) + 0.4 * width * shape, 0.012)
+    if hab.fat_pad:  # cardiomegaly mimic: a fat pad at the apex widens the silhouette, less dense than heart
+        pad_w = width + hab.fat_pad * 2 * 0.172 * 2
+        pad = _inside(0.6 * pad_w * shape - (x - cx), 0.02) * _inside(x - cx, 0.02) * _inside(y - widest + 0.09, 0.03)
+        d += 0.2 * np.clip(pad - heart, 0, 1) * _inside(floor - y, 0.01)
     medi = _inside(0.058 + 0.012 * (y > 0.33) - np.abs(x - 0.004), 2 * e) * _inside(floor - y, 0.03)
     knob = _inside(0.03 - np.hypot(x - 0.052, y - 0.29), 2 * e)
     abdomen = torso * _inside(y - diaphragm, 2 * e)  # the heart sits on the diaphragm and merges with the abdomen

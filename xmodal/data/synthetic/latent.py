@@ -34,8 +34,9 @@ CMR cohorts (UK-Biobank-like), one visit::
     (strong, as in real ECGs: AF is the one label the ECG shows better than the image).
 
 Labels: ``P(y = 1) = sigmoid(a + b * z)``, with ``a`` solved so that the cohort prevalence matches
-the knob and ``b`` steep (``LINK_SLOPE``; ``CMR_LINK_SLOPE`` for CMR), then a fraction
-``label_noise`` of labels flipped.
+the knob and ``b`` per label (``CXR_LINK_SLOPE``: steep for cardiomegaly and effusion, shallow for
+graded edema; ``CMR_LINK_SLOPE`` for CMR), then a fraction ``label_noise`` (+ ``EXTRA_LABEL_NOISE``:
+edema) of labels flipped. Mimics (``cxr_mimics``) show part of a finding without having it.
 Knob ``image_strength`` scales every latent effect on the image, ``ecg_strength`` every effect on
 the ECG (AF rhythm excepted); 1.0 gives image AUROC well above ECG AUROC, as published
 (CXR-only ~0.94 vs ECG-only ~0.70–0.78 for cardiomegaly).
@@ -61,6 +62,13 @@ TERRITORIES = ("anterior", "inferior", "lateral")  # LAD, RCA, LCx
 DEFAULT_PREVALENCE = {"cardiomegaly": 0.30, "pleural_effusion": 0.25, "edema": 0.20,
                       "mi": 0.25, "cardiomyopathy": 0.25, "af": 0.20, "hf": 0.25}
 LINK_SLOPE = 3.0  # logit per latent SD: the label is a sharp but noisy function of the latent
+# CXR labels are read off the film (CheXpert on the report), so they follow what the film shows: sharply for
+# a clear-cut finding (heart size, fluid in the costophrenic angle), loosely for graded edema.
+CXR_LINK_SLOPE = {"cardiomegaly": 6.0, "pleural_effusion": 6.0, "edema": 2.5}
+# Extra label flips on top of ``Knobs.label_noise``: readers disagree most on edema.
+EXTRA_LABEL_NOISE = {"edema": 0.10}
+# Share of all subjects who are mimics of a finding (without it): see ``cxr_mimics``.
+DEFAULT_MIMIC_SHARE = {"cardiomegaly": 0.15, "pleural_effusion": 0.12}
 CMR_LINK_SLOPE = 5.0  # CMR labels are read off the image (EF, volumes), so they follow the latent closer
 SCAR_DEG = (50.0, 120.0)  # angular extent of an infarct scar
 Q_WAVE_FRACTION = 0.4  # infarcts with pathological Q waves on the ECG (the rest are non-Q-wave MIs)
@@ -75,7 +83,8 @@ class Knobs:
     prevalence: Mapping[str, float] = field(default_factory=dict)  # label -> prevalence; missing: default
     image_strength: float = 1.0  # scales every latent effect on the image
     ecg_strength: float = 1.0  # scales every latent effect on the ECG (weak by design)
-    label_noise: float = 0.03  # fraction of labels flipped at random
+    label_noise: float = 0.03  # fraction of labels flipped at random (plus EXTRA_LABEL_NOISE per label)
+    mimic_share: Mapping[str, float] = field(default_factory=dict)  # label -> share of mimics; missing: default
     uncertain_rate: float = 0.06  # CheXpert: labels reported uncertain (-1), mostly near the boundary
     blank_rate: float = 0.08  # CheXpert: labels not mentioned (blank)
     cxr_shape: tuple[int, int] = (512, 512)  # rows, columns of every CXR (MIMIC: about 3056 x 2544)
@@ -85,9 +94,16 @@ class Knobs:
     def prevalence_of(self, label: str) -> float:
         return float(self.prevalence.get(label, DEFAULT_PREVALENCE[label]))
 
+    def mimic_share_of(self, label: str) -> float:
+        return float(self.mimic_share.get(label, DEFAULT_MIMIC_SHARE.get(label, 0.0)))
+
+    def label_noise_of(self, label: str) -> float:
+        return self.label_noise + EXTRA_LABEL_NOISE.get(label, 0.0)
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["prevalence"] = dict(sorted(self.prevalence.items()))
+        d["mimic_share"] = dict(sorted(self.mimic_share.items()))
         d["cxr_shape"], d["cine_shape"] = list(self.cxr_shape), list(self.cine_shape)
         return d
 
@@ -110,6 +126,12 @@ class Knobs:
         for k, v in self.prevalence.items():
             if not 0.0 < v < 1.0:
                 raise ConfigError(f"prevalence of {k} = {v} must be in (0, 1)")
+        bad = [k for k in self.mimic_share if k not in DEFAULT_MIMIC_SHARE]
+        if bad:
+            raise ConfigError(f"mimic_share for unknown label(s) {', '.join(bad)}; valid: {', '.join(DEFAULT_MIMIC_SHARE)}")
+        for k, v in self.mimic_share.items():
+            if not 0.0 <= v < 1.0 - self.prevalence_of(k):
+                raise ConfigError(f"mimic_share of {k} = {v} must be in [0, 1 - prevalence)")
         for k in ("label_noise", "uncertain_rate", "blank_rate"):
             if not 0.0 <= getattr(self, k) < 0.5:
                 raise ConfigError(f"{k} = {getattr(self, k)} must be in [0, 0.5)")
@@ -144,6 +166,26 @@ def cxr_visit_latent(baseline: np.ndarray, rng: np.random.Generator) -> np.ndarr
     """One visit's latent ``[3]``: the baseline drifted (acute latents more than heart size)."""
     eps = rng.multivariate_normal(np.zeros(3), CXR_CORR)
     return np.sqrt(1.0 - CXR_DRIFT**2) * baseline + CXR_DRIFT * eps
+
+
+def cxr_mimics(base: np.ndarray, rng: np.random.Generator, knobs: Knobs) -> dict[str, np.ndarray]:
+    """Mimic flags ``{label: bool [n]}`` of subjects with baselines ``base [n, 3]``.
+
+    A mimic shows part of a finding's pattern on both the film and the ECG without having it: a hard
+    negative. Cardiomegaly: an epicardial fat pad widens the cardiac silhouette (at fat's lower density)
+    and hypertensive LV hypertrophy raises QRS voltage and shifts the axis left, with no QRS widening or
+    T flattening. Pleural effusion: a raised hemidiaphragm lifts one lung base (the costophrenic angle
+    stays sharp) and a large body habitus lowers QRS voltage. Mimics are drawn among the subjects whose
+    baseline latent is below the label's prevalence threshold (negatives at baseline), so that
+    ``mimic_share_of(label)`` of all subjects are mimics.
+    """
+    out = {}
+    for label, share in ((lb, knobs.mimic_share_of(lb)) for lb in DEFAULT_MIMIC_SHARE):
+        z = base[:, CXR_LATENTS.index(CXR_LABEL_OF[label])]
+        negative = z < np.quantile(z, 1.0 - knobs.prevalence_of(label)) if len(z) else np.zeros(0, bool)
+        p = share / max(negative.mean(), 1e-9) if len(z) else 0.0
+        out[label] = negative & (rng.random(len(z)) < min(p, 1.0))
+    return out
 
 
 def draw_label(p: np.ndarray | float, rng: np.random.Generator, label_noise: float) -> np.ndarray:
