@@ -12,7 +12,7 @@ silhouette at fat's density (cardiomegaly), a raised hemidiaphragm whose angle s
 Findings driven by the latent state (scaled by ``image_strength``):
 
 - cardiomegaly: the heart's transverse diameter = cardiothoracic ratio (CTR) x thoracic width;
-  CTR = 0.45 + 0.055 * heart (+8 % magnification on AP films).
+  CTR = 0.45 + 0.088 * heart (+8 % magnification on AP films).
 - pleural effusion: fluid fills the lung base with a meniscus higher laterally, blunting the
   costophrenic angle and hiding the diaphragm (one or both sides).
 - edema: perihilar "bat-wing" haze, diffuse lung density, prominent vessels and Kerley B lines.
@@ -70,13 +70,13 @@ def habitus(rng: np.random.Generator, female: bool, mimics: tuple[str, ...] = ()
 def findings(latent: np.ndarray, strength: float, hab: Habitus, rng: np.random.Generator) -> CxrFindings:
     """Map a visit latent (heart, fluid, effusion) to visible findings."""
     heart, fluid, eff = (float(v) for v in latent)
-    ctr = float(np.clip(0.45 + hab.ctr_offset + 0.055 * strength * heart, 0.32, 0.72))
-    height = strength * 0.16 * np.log1p(np.exp(2.5 * (eff - 0.7))) / 2.5
+    ctr = float(np.clip(0.45 + hab.ctr_offset + 0.088 * strength * heart, 0.32, 0.72))
+    height = strength * 0.256 * np.log1p(np.exp(2.5 * (eff - 0.7))) / 2.5
     both = eff > 1.3 or rng.random() < 0.4
     right_first = rng.random() < 0.6
     er = height * rng.uniform(0.7, 1.0) if (both or right_first) else 0.0
     el = height * rng.uniform(0.7, 1.0) if (both or not right_first) else 0.0
-    edema = strength * float(np.log1p(np.exp(2.2 * (fluid - 0.6)))) / 2.2
+    edema = 1.6 * strength * float(np.log1p(np.exp(2.2 * (fluid - 0.6)))) / 2.2
     return CxrFindings(ctr, float(min(er, 0.45)), float(min(el, 0.45)), float(min(edema, 1.6)))
 
 

@@ -91,17 +91,17 @@ def cxr_effects(p: EcgParams, latent: np.ndarray, strength: float) -> EcgParams:
     h, f, e = (float(v) * strength for v in latent)
     return replace(
         p,
-        qrs_gain=p.qrs_gain * float(np.exp(0.06 * h - 0.05 * f - 0.07 * e)),
-        frontal_deg=p.frontal_deg - 4.0 * h,
-        qrs_width=p.qrs_width * float(np.exp(0.03 * h)),
-        t_gain=p.t_gain * (1.0 - 0.10 * max(h, 0.0)),
-        hr_bpm=float(np.clip(p.hr_bpm + 5.0 * f, 40, 170)),
+        qrs_gain=p.qrs_gain * float(np.exp(0.12 * h - 0.10 * f - 0.14 * e)),
+        frontal_deg=p.frontal_deg - 8.0 * h,
+        qrs_width=p.qrs_width * float(np.exp(0.06 * h)),
+        t_gain=p.t_gain * max(1.0 - 0.20 * max(h, 0.0), 0.2),
+        hr_bpm=float(np.clip(p.hr_bpm + 10.0 * f, 40, 170)),
     )
 
 
 def mimic_effects(p: EcgParams, mimics: tuple[str, ...]) -> EcgParams:
     """A mimic's own ECG (see :func:`~xmodal.data.synthetic.latent.cxr_mimics`): LV hypertrophy (QRS voltage
-    up, axis left, as a heart 2 SD larger would show, but no wider QRS nor flatter T) for cardiomegaly; a
+    up, axis left, as a heart 1 SD larger would show, but no wider QRS nor flatter T) for cardiomegaly; a
     large habitus's low QRS voltage for pleural effusion."""
     if "cardiomegaly" in mimics:
         p = replace(p, qrs_gain=p.qrs_gain * float(np.exp(0.12)), frontal_deg=p.frontal_deg - 8.0)

@@ -26,7 +26,7 @@ from xmodal.data.synthetic import cohort, ukbb
 from xmodal.data.synthetic.latent import Knobs
 from xmodal.errors import ConfigError
 
-GENERATOR_VERSION = 4  # bump when a change alters the generated files
+GENERATOR_VERSION = 5  # bump when a change alters the generated files
 KINDS = ("cxr", "cmr")
 DATA_DIRS = {"cxr": (cohort.ECG_DIR, cohort.CXR_DIR), "cmr": (ukbb.UKBB_DIR,)}
 MANIFEST = "manifest.parquet"
