@@ -38,6 +38,17 @@ def test_the_cohort_picks_the_default_method():
     assert (demo.image.size, demo.model.image_width) == (64, 16)
 
 
+def test_the_cxr_demo_runs_in_the_planted_regime_and_set_still_wins():
+    from xmodal.stages.chain import DEMO_REGIME
+
+    demo = _cfg(kind="cxr")
+    assert (demo.data.label_fraction, demo.data.image_labels) == (DEMO_REGIME["cxr"]["data.label_fraction"], "all")
+    assert _cfg("--set", "data.label_fraction=1.0", kind="cxr").data.label_fraction == 1.0
+    # not on a cohort of your own, not in a smoke test, not with --config
+    assert _cfg("--data", "cxr/manifest.parquet", kind="cxr").data.label_fraction == 1.0
+    assert _cfg("--smoke-test", kind="cxr").data.label_fraction == 1.0
+
+
 def test_set_overrides_the_method_and_size():
     cfg = _cfg("--smoke-test", "--method", "eccl", "--set", "image.size=24", "--set", "loss.lambda_task=0.3")
     assert cfg.image.size == 24 and cfg.loss.lambda_task == 0.3 and cfg.model.image_encoder == "cine_transformer"

@@ -45,6 +45,20 @@ def test_results_resume_where_they_stopped(tmp_path):
         results.write("edema", todo[1][0], 1, np.array([1, 1, 0, 0]), np.arange(4.0), 1.0)
 
 
+def test_a_resume_with_another_base_config_is_refused(tmp_path):
+    from xmodal.config import ExperimentConfig, apply_overrides
+    from xmodal.errors import SearchError
+    from xmodal.search.landscape import base_fingerprint
+
+    cfg = ExperimentConfig()
+    Results(tmp_path).check_base(base_fingerprint(cfg))
+    # what each point sets, the pathology and the storage may differ
+    Results(tmp_path).check_base(base_fingerprint(apply_overrides(cfg, {"loss.tau": 0.2, "data.pathology": "edema",
+                                                                         "data.storage": "/elsewhere"})))
+    with pytest.raises(SearchError, match="another base config .*data.label_fraction"):
+        Results(tmp_path).check_base(base_fingerprint(apply_overrides(cfg, {"data.label_fraction": 0.1})))
+
+
 def test_analysis_resolves_a_clearly_better_strategy_and_not_ties(tmp_path):
     results = Results(tmp_path)
     _simulate(results, {"exp": 0.6})  # exp separates the classes clearly better

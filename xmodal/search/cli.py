@@ -79,7 +79,7 @@ def size_of(args: argparse.Namespace) -> str | None:
 
 def configure(args: argparse.Namespace, image_kind: str):
     """The run's config for a cohort of ``image_kind``: the size's preset (or ``--config``), the method's
-    encoder, loss, defaults and sizes (``xmodal.methods``), then every ``--set``.
+    encoder, loss, defaults and sizes (``xmodal.methods``), on the demo cohort its regime, then every ``--set``.
 
     The method is ``--method``, else ``--config``'s when it fits the cohort, else the cohort's default
     (cromotex for CXR, ptacl for cines). Without ``--method``, a ``--config`` that fits the cohort keeps
@@ -97,6 +97,10 @@ def configure(args: argparse.Namespace, image_kind: str):
             cfg = apply_overrides(cfg, METHODS[name].overrides(size, image_encoder=cfg.model.image_encoder))
     else:
         cfg = sized_config(size, args.method or DEFAULT_METHOD[image_kind])
+        if size == "demo":  # the synthetic demo cohort: its regime (xmodal.stages.chain.DEMO_REGIME)
+            from xmodal.stages.chain import DEMO_REGIME
+
+            cfg = apply_overrides(cfg, DEMO_REGIME[image_kind])
     if args.data:
         user["data.manifest"] = str(Path(args.data).resolve()) if "://" not in args.data else args.data
     if args.storage:

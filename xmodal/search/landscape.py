@@ -79,6 +79,23 @@ class Results:
         _atomic(p, json.dumps({"point": point, "seed": seed, "seconds": round(seconds, 1),
                                "logits": np.round(logits.astype(float), 5).tolist()}))
 
+    def check_base(self, base: dict[str, Any]) -> None:
+        """Record the base config (dotted keys) the stored runs were trained with, or refuse a different one:
+        a landscape compares points trained alike, so a resume must not mix two setups."""
+        from xmodal.errors import SearchError
+
+        f = self.root / "base.json"
+        if f.is_file():
+            old = json.loads(f.read_text())
+            diff = sorted(k for k in set(old) | set(base) if old.get(k) != base.get(k))
+            if diff:
+                raise SearchError(f"{f}: the stored runs were trained with another base config (differs in "
+                                  f"{', '.join(diff[:6])}{' ...' if len(diff) > 6 else ''}); use another --out "
+                                  "or remove that folder")
+            return
+        f.parent.mkdir(parents=True, exist_ok=True)
+        _atomic(f, json.dumps(base, indent=1, sort_keys=True))
+
     def labels(self, pathology: str) -> np.ndarray:
         return np.asarray(json.loads((self.root / pathology / "labels.json").read_text()))
 
@@ -236,6 +253,7 @@ def _main(args) -> int:
                                 **dict(parse_override(s) for s in args.set)})
     pathologies = args.pathologies or list(CXR_PATHOLOGIES)
     seeds = list(range(1, args.seeds + 1))
+    results.check_base(base_fingerprint(cfg))
     if not args.analyse_only:
         from xmodal.runtime import ensure_ray
 
@@ -249,6 +267,14 @@ def _main(args) -> int:
                  out, _meta(args, grid, manifest))
     print(f"landscape: {out / 'landscape.md'}")
     return 0
+
+
+def base_fingerprint(cfg) -> dict[str, Any]:
+    """The base config as dotted keys, without where things are stored and what each point sets."""
+    from xmodal.config import flatten
+
+    point_keys = {"loss.strategy", "loss.tau", "loss.alpha", "loss.beta", "loss.k"}
+    return {k: v for k, v in flatten(cfg).items() if k not in {"data.storage", "data.pathology", *point_keys}}
 
 
 def _meta(args, grid: Grid, manifest: str) -> dict[str, Any]:

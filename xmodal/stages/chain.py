@@ -30,6 +30,12 @@ DEMO_ROOT = Path(".cache") / "xmodal-demo"
 # CMR cines at 64 px x 25 frames (UK Biobank: 208 x 210 x 50), enough for the demo's 48 px x 16 frames.
 DEMO_SUBJECTS = {"cxr": 500, "cine": 600}
 DEMO_KNOBS: dict[str, dict] = {"cxr": {}, "cine": {"cine_shape": (64, 64), "cine_frames": 25}}
+# The regime the CXR demo runs in (docs/synthetic.md, "The plant"): many pairs, few ECG labels, an image
+# encoder pretrained on every film's label; fine-tuning on the few labels trains longer, stopping early.
+DEMO_REGIME: dict[str, dict] = {
+    "cxr": {"data.label_fraction": 0.1, "data.image_labels": "all", "finetune.epochs": 20, "finetune.patience": 5},
+    "cine": {},
+}
 
 
 @dataclass
