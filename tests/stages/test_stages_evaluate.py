@@ -17,12 +17,13 @@ from xmodal.storage import Storage
 def scored(tmp_path, monkeypatch):
     """A two-batch split and two 'models' (``key -> ecg mean * weight``); counts the passes over the split."""
     gen = torch.Generator().manual_seed(0)
-    batches = [{"ecg": torch.randn(8, 2, 16, generator=gen), "label": torch.tensor([0.0, 1.0] * 4)} for _ in range(2)]
+    batches = [{"ecg": torch.randn(8, 2, 16, generator=gen), "label": torch.tensor([0.0, 1.0] * 4),
+                "pair_id": np.array([f"p{b}{i:02d}" for i in range(8)])} for b in range(2)]
     passes: list[str] = []
 
     def iter_split(shards, pathology, split):
         passes.append(split)
-        yield from batches
+        yield from (batches if len(passes) % 2 else batches[::-1])  # Ray Data may order blocks differently
 
     class Scale(torch.nn.Module):
         def __init__(self, w):
@@ -54,6 +55,16 @@ def test_a_repeated_test_pass_returns_the_record_without_reading_the_split(score
 
     evaluate.model_logits(shards, store, {"ft-3": ExperimentConfig()}, "edema", "test")  # another evaluation
     assert passes == ["test", "test"]
+
+
+def test_passes_in_another_order_give_the_same_rows(scored):
+    """Scores of models scored in different passes line up row for row (sorted by pair id)."""
+    shards, store, passes = scored
+    y1, a = evaluate.model_logits(shards, store, {"ft-1": ExperimentConfig()}, "edema", "val")
+    y2, b = evaluate.model_logits(shards, store, {"ft-1": ExperimentConfig()}, "edema", "val")
+    assert passes == ["val", "val"]
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_allclose(a["ft-1"], b["ft-1"], rtol=1e-6)
 
 
 def test_validation_passes_are_not_recorded(scored):

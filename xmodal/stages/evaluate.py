@@ -26,9 +26,25 @@ from xmodal.stages.store import StageStore
 
 
 def _iter_split(shards: ShardSet, pathology: str, split: str):
+    """Batches ``{"ecg": (B, 12, L), "label": (B,), "pair_id": (B,) str}`` of the split's known-label rows.
+
+    Ray Data does not promise the same row order on two passes; callers sort by ``pair_id`` (see
+    :func:`_by_pair`) so that logits of models scored in different passes line up row for row."""
+    from xmodal.data.pipeline import known, open_split
+
     purpose = "final_evaluation" if split == "test" else "evaluation"
-    ds = finetune.open_labelled(shards, split, pathology, allow_test=split == "test", purpose=purpose)
-    yield from ds.iter_torch_batches(batch_size=256, device="cpu")
+    ds = open_split(shards.data_uri, split, storage=shards.storage, key=shards.key,
+                    columns=["ecg", pathology, "pair_id"], purpose=purpose, allow_test=split == "test",
+                    where=known(pathology))
+    for b in ds.iter_batches(batch_size=256, batch_format="numpy"):
+        yield {"ecg": torch.as_tensor(b["ecg"]), "label": torch.as_tensor(b[pathology]),
+               "pair_id": b["pair_id"].astype(str)}
+
+
+def _by_pair(ids: list[np.ndarray], *columns: list[np.ndarray]) -> list[np.ndarray]:
+    """Concatenate each column's batches and put the rows in ``pair_id`` order."""
+    order = np.argsort(np.concatenate(ids), kind="stable") if ids else np.zeros(0, dtype=int)
+    return [np.concatenate(c)[order] if c else np.zeros(0, dtype=np.float32) for c in columns]
 
 
 def predict_groups(shards: ShardSet, store: StageStore, groups: dict[str, list[tuple[str, ExperimentConfig]]], *,
@@ -69,6 +85,7 @@ def model_logits(shards: ShardSet, store: StageStore, models: dict[str, Experime
         return np.asarray(rec["labels"], dtype=np.float32), {k: np.asarray(v, dtype=np.float32)
                                                              for k, v in rec["logits"].items()}
     nets: dict[str, torch.nn.Module] = {}
+    ids: list[np.ndarray] = []
     ys: list[np.ndarray] = []
     parts: dict[str, list[np.ndarray]] = {k: [] for k in models}
     with torch.no_grad():
@@ -76,11 +93,13 @@ def model_logits(shards: ShardSet, store: StageStore, models: dict[str, Experime
             x = b["ecg"].float()
             if not nets:
                 nets = {k: finetune.load_classifier(c, store, k, x.shape[-1]) for k, c in models.items()}
+            ids.append(b["pair_id"])
             ys.append(b["label"].numpy())
             for k, m in nets.items():
                 parts[k].append(m(x).numpy())
-    y = np.concatenate(ys) if ys else np.zeros(0, dtype=np.float32)
-    logits = {k: np.concatenate(p) if p else np.zeros(0, dtype=np.float32) for k, p in parts.items()}
+    keys = list(parts)
+    y, *cols = _by_pair(ids, ys, *(parts[k] for k in keys))
+    logits = dict(zip(keys, cols))
     if split == "test":
         st.write_json({"split": split, "pathology": pathology, "labels": y.tolist(),
                        "logits": {k: v.tolist() for k, v in logits.items()}}, *record)
@@ -92,7 +111,7 @@ def embed_split(cfg: ExperimentConfig, shards: ShardSet, encoder_states: list[di
     """``(labels, emb_0, emb_1, ...)``: pooled ECG embeddings of ``split`` under each encoder state."""
     from xmodal.models.registry import build_ecg_encoder
 
-    encs, ys, embs = None, [], None
+    encs, ids, ys, embs = None, [], [], None
     for b in _iter_split(shards, cfg.data.pathology, split):
         x = b["ecg"].float()
         if encs is None:
@@ -102,10 +121,11 @@ def embed_split(cfg: ExperimentConfig, shards: ShardSet, encoder_states: list[di
                 e.load_state_dict(s)
                 encs.append(e.eval())
             embs = [[] for _ in encs]
+        ids.append(b["pair_id"])
         ys.append(b["label"].numpy())
         for i, e in enumerate(encs):
             embs[i].append(e(x)["embedding"].numpy())
-    return (np.concatenate(ys), *[np.concatenate(e) for e in embs])
+    return tuple(_by_pair(ids, ys, *embs))
 
 
 def evaluate(cfg: ExperimentConfig, shards: ShardSet, store: StageStore, finetune_key: str, split: str,
