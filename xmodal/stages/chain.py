@@ -28,7 +28,7 @@ DEFAULT_STORAGE = ".cache/xmodal"
 DEMO_ROOT = Path(".cache") / "xmodal-demo"
 # The embedded defaults' cohorts (each search takes about 10 minutes on 2 cores) and how they are drawn:
 # CMR cines at 64 px x 25 frames (UK Biobank: 208 x 210 x 50), enough for the demo's 48 px x 16 frames.
-DEMO_SUBJECTS = {"cxr": 500, "cine": 600}
+DEMO_SUBJECTS = {"cxr": 1000, "cine": 600}
 DEMO_KNOBS: dict[str, dict] = {"cxr": {}, "cine": {"cine_shape": (64, 64), "cine_frames": 25}}
 # The regime the CXR demo runs in (docs/synthetic.md, "The plant"): many pairs, few ECG labels, an image
 # encoder pretrained on every film's label; fine-tuning on the few labels trains longer, stopping early.
