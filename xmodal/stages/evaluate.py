@@ -37,7 +37,7 @@ def _iter_split(shards: ShardSet, pathology: str, split: str):
                     columns=["ecg", pathology, "pair_id"], purpose=purpose, allow_test=split == "test",
                     where=known(pathology))
     for b in ds.iter_batches(batch_size=256, batch_format="numpy"):
-        yield {"ecg": torch.as_tensor(b["ecg"]), "label": torch.as_tensor(b[pathology]),
+        yield {"ecg": torch.tensor(b["ecg"]), "label": torch.tensor(b[pathology]),  # copies: Arrow's are read-only
                "pair_id": b["pair_id"].astype(str)}
 
 
