@@ -270,11 +270,12 @@ def _main(args) -> int:
 
 
 def base_fingerprint(cfg) -> dict[str, Any]:
-    """The base config as dotted keys, without where things are stored and what each point sets."""
+    """The base config as dotted keys, without paths and what each point sets."""
     from xmodal.config import flatten
 
     point_keys = {"loss.strategy", "loss.tau", "loss.alpha", "loss.beta", "loss.k"}
-    return {k: v for k, v in flatten(cfg).items() if k not in {"data.storage", "data.pathology", *point_keys}}
+    where = {"data.storage", "data.manifest", "data.pathology"}  # the cohort itself is checked by its labels
+    return {k: v for k, v in flatten(cfg).items() if k not in where | point_keys}
 
 
 def _meta(args, grid: Grid, manifest: str) -> dict[str, Any]:
