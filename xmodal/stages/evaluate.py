@@ -30,14 +30,10 @@ def _iter_split(shards: ShardSet, pathology: str, split: str):
 
     Ray Data does not promise the same row order on two passes; callers sort by ``pair_id`` (see
     :func:`_by_pair`) so that logits of models scored in different passes line up row for row."""
-    from xmodal.data.pipeline import known, open_split
-
     purpose = "final_evaluation" if split == "test" else "evaluation"
-    ds = open_split(shards.data_uri, split, storage=shards.storage, key=shards.key,
-                    columns=["ecg", pathology, "pair_id"], purpose=purpose, allow_test=split == "test",
-                    where=known(pathology))
+    ds = finetune.open_labelled(shards, split, pathology, allow_test=split == "test", purpose=purpose, with_ids=True)
     for b in ds.iter_batches(batch_size=256, batch_format="numpy"):
-        yield {"ecg": torch.tensor(b["ecg"]), "label": torch.tensor(b[pathology]),  # copies: Arrow's are read-only
+        yield {"ecg": torch.tensor(b["ecg"]), "label": torch.tensor(b["label"]),  # copies: Arrow's are read-only
                "pair_id": b["pair_id"].astype(str)}
 
 

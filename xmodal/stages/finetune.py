@@ -101,13 +101,15 @@ def train_loop(lc: dict) -> None:
 
 
 def open_labelled(shards: ShardSet, split: str, pathology: str, *, allow_test: bool = False, purpose: str = STAGE,
-                  pairs: list[str] | None = None):
-    """ECG + ``label`` rows of one split where the pathology label is known (and, in training with
-    ``data.label_fraction < 1``, usable: ``pairs`` from :func:`xmodal.stages.labelled.labelled_pairs`)."""
+                  pairs: list[str] | None = None, with_ids: bool = False):
+    """ECG + ``label`` (+ ``pair_id`` with ``with_ids``) rows of one split where the pathology label is known
+    (and, in training with ``data.label_fraction < 1``, usable: ``pairs`` from
+    :func:`xmodal.stages.labelled.labelled_pairs`)."""
     where = known(pathology)
     if (subset := labelled_filter(pairs, split)) is not None:
         where = where & subset
-    ds = open_split(shards.data_uri, split, storage=shards.storage, key=shards.key, columns=["ecg", pathology],
+    columns = ["ecg", pathology, *(["pair_id"] if with_ids else [])]
+    ds = open_split(shards.data_uri, split, storage=shards.storage, key=shards.key, columns=columns,
                     purpose=purpose, allow_test=allow_test, where=where)
     return ds.rename_columns({pathology: "label"})
 

@@ -92,7 +92,7 @@ def check_weights(cfg: ExperimentConfig) -> None:
 
 def inputs(cfg: ExperimentConfig, shards: ShardSet) -> tuple[dict, dict, dict]:
     """What an image_pretrain run needs: its datasets, its loop config and its stage meta."""
-    pairs = labelled.image_pairs(cfg)  # labels scarce: the labelled subjects' training pairs only
+    pairs = labelled.image_pairs(cfg)  # None: every training label (see data.image_labels)
     lc = {"labels": list(shards.labels), "image_kind": shards.image_kind}
     ds = {s: open_split(shards.data_uri, s, storage=shards.storage, key=shards.key, columns=columns(lc),
                         purpose=STAGE, where=labelled.labelled_filter(pairs, s)) for s in ("train", "val")}

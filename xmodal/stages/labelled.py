@@ -3,8 +3,9 @@
 ``data.label_fraction < 1`` models the common clinical case of many image-ECG pairs and few labels:
 a fraction of the *training subjects* (chosen by ``seed``, the same subset for every stage and every
 pathology) keep their labels, the rest are unlabelled. Fine-tuning trains on the labelled pairs only, and
-so does image pretraining unless ``data.image_labels = "all"`` (the image encoder's own labelled set); ``align`` trains on every pair, an unlabelled pair being a class of its own
-(its only positive is its own image, as in CLIP). Validation and test keep every label, so model
+so does image pretraining unless ``data.image_labels = "all"`` (the image encoder's own labelled set);
+``align`` trains on every pair, an unlabelled pair being a class of its own (its only positive is its own
+image, as in CLIP). Validation and test keep every label, so model
 selection and evaluation are unchanged.
 """
 

@@ -179,11 +179,13 @@ def cxr_mimics(base: np.ndarray, rng: np.random.Generator, knobs: Knobs) -> dict
     baseline latent is below the label's prevalence threshold (negatives at baseline), so that
     ``mimic_share_of(label)`` of all subjects are mimics.
     """
+    if not len(base):
+        return {label: np.zeros(0, bool) for label in DEFAULT_MIMIC_SHARE}
     out = {}
-    for label, share in ((lb, knobs.mimic_share_of(lb)) for lb in DEFAULT_MIMIC_SHARE):
+    for label in DEFAULT_MIMIC_SHARE:
         z = base[:, CXR_LATENTS.index(CXR_LABEL_OF[label])]
-        negative = z < np.quantile(z, 1.0 - knobs.prevalence_of(label)) if len(z) else np.zeros(0, bool)
-        p = share / max(negative.mean(), 1e-9) if len(z) else 0.0
+        negative = z < np.quantile(z, 1.0 - knobs.prevalence_of(label))
+        p = knobs.mimic_share_of(label) / max(negative.mean(), 1e-9)
         out[label] = negative & (rng.random(len(z)) < min(p, 1.0))
     return out
 
