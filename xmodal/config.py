@@ -151,6 +151,9 @@ class FinetuneConfig(StageConfig):
 
     init: str = "align"  # start from: align (cross-modal) | ssl (ECG-only baseline) | scratch
     augment: bool = True  # time-warp, jitter, lead permutation (as in the CroMoTEX fine-tune stage)
+    # Train the head alone on the frozen encoder (a linear probe): with few labels, fine-tuning every
+    # weight forgets what SSL and alignment taught (docs/synthetic.md, "Where transfer shows").
+    freeze_encoder: bool = False
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,14 @@ def test_a_resume_with_another_base_config_is_refused(tmp_path):
     with pytest.raises(SearchError, match="another base config .*data.label_fraction"):
         Results(tmp_path).check_base(base_fingerprint(apply_overrides(cfg, {"data.label_fraction": 0.1})))
 
+    # a setting the config gained since the runs were stored matches at its default, and only there
+    stored = json.loads((tmp_path / "base.json").read_text())
+    del stored["finetune.freeze_encoder"]
+    (tmp_path / "base.json").write_text(json.dumps(stored))
+    Results(tmp_path).check_base(base_fingerprint(cfg))
+    with pytest.raises(SearchError, match="finetune.freeze_encoder"):
+        Results(tmp_path).check_base(base_fingerprint(apply_overrides(cfg, {"finetune.freeze_encoder": True})))
+
 
 def test_analysis_resolves_a_clearly_better_strategy_and_not_ties(tmp_path):
     results = Results(tmp_path)

@@ -31,11 +31,13 @@ from xmodal.report.tables import fmt, table
 ROWS = (("ECG only, from scratch", {"finetune.init": "scratch"}), ("ECG only, SSL init", {"finetune.init": "ssl"}),
         ("CroMoTEX (published defaults)", {"finetune.init": "align"}),
         ("CroMoTEX without ECG SSL", {"finetune.init": "align", "align.init": "scratch"}))
+ROW_IDS = dict(zip(("scratch", "ssl", "cromotex", "cromotex_scratch"), ROWS))  # --rows picks by these
 REFERENCES = {"scratch": "ECG only, from scratch", "ssl": "ECG only, SSL init"}  # compared with, pair by pair
 
 
-def compare(cfg: ExperimentConfig, pathologies: list[str], *, seeds: int = 1, verbose: bool = True):
-    """Per pathology, one row per model (validation metrics with CIs); yields the rows so far."""
+def compare(cfg: ExperimentConfig, pathologies: list[str], *, seeds: int = 1, verbose: bool = True,
+            rows: tuple = ROWS):
+    """Per pathology, one row per model of ``rows`` (validation metrics with CIs); yields the rows so far."""
     from xmodal.metrics import paired_auroc_delta
     from xmodal.stages.chain import predict_many, prepare, run_chain
     from xmodal.stages.evaluate import evaluate_image_only
@@ -43,10 +45,10 @@ def compare(cfg: ExperimentConfig, pathologies: list[str], *, seeds: int = 1, ve
 
     shards = prepare(cfg, verbose=verbose)
     store = StageStore(shards.storage)
-    rows = []
+    models, rows = rows, []
     for p in pathologies:
         groups = {name: [apply_overrides(cfg, {"data.pathology": p, **over, "align.seed": s, "finetune.seed": s})
-                         for s in range(seeds)] for name, over in ROWS}
+                         for s in range(seeds)] for name, over in models}
         image_key = None
         for members in groups.values():
             for c in members:
@@ -54,16 +56,27 @@ def compare(cfg: ExperimentConfig, pathologies: list[str], *, seeds: int = 1, ve
                 image_key = image_key or (res.stages["image_pretrain"].key if "image_pretrain" in res.stages
                                           else None)
         preds = predict_many(shards, store, groups, split="val")
-        for name, _ in ROWS:
+        for name, _ in models:
             pr = preds[name]
-            deltas = {f"{k}_{tag}": v for tag, ref in REFERENCES.items() if name != ref
+            deltas = {f"{k}_{tag}": v for tag, ref in REFERENCES.items() if name != ref and ref in preds
                       for k, v in paired_auroc_delta(pr["labels"], pr["scores"], preds[ref]["scores"]).items()}
-            rows.append({"pathology": p, "model": name, **pr["metrics"], **deltas})
+            rows.append({"pathology": p, "model": _shown(name, cfg), **pr["metrics"], **deltas})
         if image_key:
             c = apply_overrides(cfg, {"data.pathology": p})
             rows.append({"pathology": p, "model": "image only (reference)",
                          **evaluate_image_only(c, shards, store, image_key, "val")})
         yield pd.DataFrame(rows)
+
+
+def _shown(name: str, cfg: ExperimentConfig) -> str:
+    """The row's name, saying which loss settings CroMoTEX trained with when they are not the published ones."""
+    from dataclasses import fields
+
+    from xmodal.config import LossConfig
+
+    changed = [f"{f.name}={getattr(cfg.loss, f.name)}" for f in fields(LossConfig)
+               if getattr(cfg.loss, f.name) != f.default]
+    return name.replace("published defaults", ", ".join(changed)) if changed and "published" in name else name
 
 
 def _delta(r, tag: str) -> str:
@@ -133,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="reports/baselines")
     ap.add_argument("--num-cpus", type=int, default=4)
     ap.add_argument("--seeds", type=int, default=3, help="training seeds per ECG row")
+    ap.add_argument("--rows", nargs="+", choices=list(ROW_IDS), default=list(ROW_IDS), help="the ECG rows to train")
     ap.add_argument("--label-fraction", type=float, default=1.0,
                     help="fraction of training subjects whose labels are used (data.label_fraction)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -147,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         ensure_ray(args.num_cpus)
         t0 = time.time()
         cohort = f"{args.data}" if args.data else f"synthetic CXR cohort, {args.subjects} subjects (seed 0)"
-        for df in compare(cfg, args.pathologies, seeds=args.seeds):  # rewritten after each pathology
+        rows = tuple(ROW_IDS[r] for r in args.rows)
+        for df in compare(cfg, args.pathologies, seeds=args.seeds, rows=rows):  # rewritten after each pathology
             path = write(df, Path(args.out), command=command.strip(), cohort=cohort, seconds=time.time() - t0,
                          cfg=cfg, seeds=args.seeds)
     except XmodalError as e:

@@ -81,13 +81,16 @@ class Results:
 
     def check_base(self, base: dict[str, Any]) -> None:
         """Record the base config (dotted keys) the stored runs were trained with, or refuse a different one:
-        a landscape compares points trained alike, so a resume must not mix two setups."""
+        a landscape compares points trained alike, so a resume must not mix two setups. A setting added to
+        the config since the runs were stored matches at its default."""
+        from xmodal.config import ExperimentConfig
         from xmodal.errors import SearchError
 
         f = self.root / "base.json"
         if f.is_file():
             old = json.loads(f.read_text())
-            diff = sorted(k for k in set(old) | set(base) if old.get(k) != base.get(k))
+            added = {k for k, v in base_fingerprint(ExperimentConfig()).items() if k not in old and base.get(k) == v}
+            diff = sorted(k for k in (set(old) | set(base)) - added if old.get(k) != base.get(k))
             if diff:
                 raise SearchError(f"{f}: the stored runs were trained with another base config (differs in "
                                   f"{', '.join(diff[:6])}{' ...' if len(diff) > 6 else ''}); use another --out "

@@ -53,12 +53,16 @@ def train_phase(cfg: ExperimentConfig, w: L.Worker, train: dict, val: dict,
     model = ECGClassifier(cfg, train["ecg"].shape[-1])
     if init is not None:
         model.encoder.load_state_dict(init)
+    if sc.freeze_encoder:
+        model.encoder.requires_grad_(False)
     net = L.prepare(model)
     aug = _augment() if sc.augment else None
-    opt = torch.optim.AdamW(net.parameters(), lr=sc.lr, weight_decay=sc.weight_decay)
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=sc.lr, weight_decay=sc.weight_decay)
     st = L.resume({"net": net}, opt, STAGE)
     for epoch in range(st.epoch, sc.epochs):
         net.train()
+        if sc.freeze_encoder:
+            L.unwrap(net).encoder.eval()  # frozen: no dropout, batch-norm statistics as trained
         gen = torch.Generator().manual_seed(seed * 4099 + epoch * 13 + w.rank)
         total, n = 0.0, 0
         for batch in L.minibatches(train, sc.batch_size, seed=seed + w.rank, epoch=epoch):
