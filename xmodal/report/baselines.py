@@ -36,8 +36,8 @@ REFERENCES = {"scratch": "ECG only, from scratch", "ssl": "ECG only, SSL init"} 
 
 
 def compare(cfg: ExperimentConfig, pathologies: list[str], *, seeds: int = 1, verbose: bool = True,
-            rows: tuple = ROWS):
-    """Per pathology, one row per model of ``rows`` (validation metrics with CIs); yields the rows so far."""
+            models: tuple = ROWS):
+    """Per pathology, one row per model of ``models`` (validation metrics with CIs); yields the rows so far."""
     from xmodal.metrics import paired_auroc_delta
     from xmodal.stages.chain import predict_many, prepare, run_chain
     from xmodal.stages.evaluate import evaluate_image_only
@@ -45,7 +45,7 @@ def compare(cfg: ExperimentConfig, pathologies: list[str], *, seeds: int = 1, ve
 
     shards = prepare(cfg, verbose=verbose)
     store = StageStore(shards.storage)
-    models, rows = rows, []
+    rows = []
     for p in pathologies:
         groups = {name: [apply_overrides(cfg, {"data.pathology": p, **over, "align.seed": s, "finetune.seed": s})
                          for s in range(seeds)] for name, over in models}
@@ -161,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         ensure_ray(args.num_cpus)
         t0 = time.time()
         cohort = f"{args.data}" if args.data else f"synthetic CXR cohort, {args.subjects} subjects (seed 0)"
-        rows = tuple(ROW_IDS[r] for r in args.rows)
-        for df in compare(cfg, args.pathologies, seeds=args.seeds, rows=rows):  # rewritten after each pathology
+        models = tuple(ROW_IDS[r] for r in args.rows)
+        for df in compare(cfg, args.pathologies, seeds=args.seeds, models=models):  # rewritten after each pathology
             path = write(df, Path(args.out), command=command.strip(), cohort=cohort, seconds=time.time() - t0,
                          cfg=cfg, seeds=args.seeds)
     except XmodalError as e:
