@@ -83,3 +83,13 @@ def test_race_budget_flags_and_their_refit_aliases():
     assert (opts.race_top, opts.race_seeds, opts.min_gain) == (3, 2, 0.0)
     opts, _, _ = build(parser().parse_args(["--smoke-test"]))
     assert (opts.race_top, opts.race_seeds) == (BUDGETS["smoke"]["race_top"], BUDGETS["smoke"]["race_seeds"])
+
+
+def test_demo_seed_draws_another_cohort_into_its_own_report():
+    from xmodal.search.cli import build
+
+    assert build(parser().parse_args([]))[0].run == "demo"
+    assert build(parser().parse_args(["--demo-seed", "1"]))[0].run == "demo-seed1"
+    assert build(parser().parse_args(["--demo-seed", "1", "--run", "mine"]))[0].run == "mine"
+    with pytest.raises(ConfigError, match="--demo-seed picks a synthetic demo cohort"):
+        build(parser().parse_args(["--demo-seed", "1", "--data", "cxr/manifest.parquet"]))

@@ -63,6 +63,8 @@ def parser() -> argparse.ArgumentParser:
            "http://HOST:PORT: a tracking server); needs pip install 'xmodal[tracking]'")
     a("--num-cpus", type=int, default=0, help="logical CPUs for local Ray (default: one concurrent trial per core)")
     a("--demo-subjects", type=int, default=None, help="size of the synthetic demo cohort")
+    a("--demo-seed", type=int, default=0, help="seed the synthetic demo cohort is drawn with (another seed: "
+                                                 "another cohort with the same plant; report demo-seed<N>)")
     a("--smoke-test", action="store_true", help="smallest end-to-end run: first pathology, 2 trials, tiny models")
     return p
 
@@ -129,10 +131,13 @@ def build(args: argparse.Namespace):
     run = args.run or ("smoke" if args.smoke_test else "demo" if not args.data else time.strftime("%Y%m%d-%H%M%S"))
     if not args.run and not args.data and demo_kind(args) == "cine":
         run += "-cmr"  # reports/demo-cmr next to reports/demo
-    if args.data and args.cohort:
+    if not args.run and not args.data and args.demo_seed:
+        run += f"-seed{args.demo_seed}"  # another draw of the cohort: its own report and Tune state
+    if args.data and (args.cohort or args.demo_seed):
         from xmodal.errors import ConfigError
 
-        raise ConfigError("--cohort picks a synthetic demo cohort; it cannot be combined with --data")
+        flag = "--cohort" if args.cohort else "--demo-seed"
+        raise ConfigError(f"{flag} picks a synthetic demo cohort; it cannot be combined with --data")
     if args.tracking:  # a bad value, or no MLflow: one line now, before the cohort or Ray
         from xmodal.search.tracking import parse
 
@@ -174,7 +179,8 @@ def _main(args: argparse.Namespace) -> int:
         subjects = args.demo_subjects or budget["subjects"] or DEMO_SUBJECTS[kind]
         print(f"[xmodal] synthetic {'CMR' if kind == 'cine' else 'CXR'} demo cohort ({subjects} subjects; "
               "generated once, then cached)")
-        manifest_path = str(demo_manifest(kind, subjects=subjects, storage=args.storage or DEFAULT_STORAGE).resolve())
+        manifest_path = str(demo_manifest(kind, subjects=subjects, seed=args.demo_seed,
+                                          storage=args.storage or DEFAULT_STORAGE).resolve())
     manifest = load_manifest(manifest_path)
     kind = manifest["image_kind"].iloc[0]
     cfg = configure(args, kind)

@@ -13,9 +13,11 @@ and instances:
 The guard: the race's best challenger replaces the published defaults only when the lower bound of its
 paired gain over them is above ``min_gain``. That interval counts both noise sources and the selection:
 
-- the seeds: the spread of per-seed AUROC differences, pooled over the challengers (t quantile);
+- the seeds: the spread of per-seed AUROC differences, pooled over the challengers;
 - the validation pairs: DeLong's variance of the seed-averaged AUROC difference (the same pairs score
   every model, so this noise does not shrink with more seeds);
+- the quantile: Student's t with the Welch-Satterthwaite degrees of freedom of the two variances (the
+  seeds' is estimated from a few seeds, the pairs' is a large-sample one);
 - the best of K: the level is Bonferroni-corrected over the K challengers, and the race's seeds are not
   the seed the search picked them on.
 """
@@ -86,10 +88,20 @@ def gain_of(a: Sequence[Components], b: Sequence[Components], *, level: float = 
     d10 = np.mean([x[1] for x in a], axis=0) - np.mean([x[1] for x in b], axis=0)
     d01 = np.mean([x[2] for x in a], axis=0) - np.mean([x[2] for x in b], axis=0)
     var_pairs = np.var(d10, ddof=1) / len(d10) + np.var(d01, ddof=1) / len(d01)  # DeLong, seed-averaged
-    se = float(np.sqrt(var_pairs + (var_seed / n if df else 0.0)))
-    q = float(stats.t.ppf(0.5 + level / 2, df) if df else stats.norm.ppf(0.5 + level / 2))
+    var_seeds = var_seed / n if df else 0.0
+    se = float(np.sqrt(var_pairs + var_seeds))
+    q = float(stats.t.ppf(0.5 + level / 2, effective_df(var_pairs, var_seeds, df)))
     est = float(d.mean())
     return Interval(est, max(-1.0, est - q * se), min(1.0, est + q * se), seeds=n, seed_df=df)  # AUROC gains lie in [-1, 1]
+
+
+def effective_df(var_pairs: float, var_seeds: float, df: int) -> float:
+    """Welch-Satterthwaite degrees of freedom of ``var_pairs + var_seeds``: the pairs' DeLong variance is a
+    large-sample one (infinite df), the seeds' is estimated from ``df`` degrees of freedom. The t quantile
+    with ``df`` alone would treat the whole variance as if estimated from a few seeds."""
+    if not df or var_seeds <= 0:
+        return np.inf
+    return float((var_pairs + var_seeds) ** 2 / (var_seeds ** 2 / df))
 
 
 def _seed_gains(a: Sequence[Components], b: Sequence[Components]) -> np.ndarray:
