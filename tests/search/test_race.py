@@ -18,9 +18,9 @@ from xmodal.search.race import (
     RaceRules,
     auroc,
     delong_components,
+    effective_df,
     gain_of,
     paired_gain,
-    effective_df,
     pooled_seed_variance,
 )
 

@@ -26,7 +26,7 @@ from xmodal.storage import Storage
 
 DEFAULT_STORAGE = ".cache/xmodal"
 DEMO_ROOT = Path(".cache") / "xmodal-demo"
-# The embedded defaults' cohorts (on 2 cores: CXR demo about 22 min, CMR 23) and how they are drawn:
+# The embedded defaults' cohorts (on 2 cores: CXR demo about 59 min, CMR 23) and how they are drawn:
 # CMR cines at 64 px x 25 frames (UK Biobank: 208 x 210 x 50), enough for the demo's 48 px x 16 frames.
 DEMO_SUBJECTS = {"cxr": 2000, "cine": 600}
 DEMO_KNOBS: dict[str, dict] = {"cxr": {}, "cine": {"cine_shape": (64, 64), "cine_frames": 25}}
